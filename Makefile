@@ -1,0 +1,37 @@
+# Short targets; every one installs into .venv first when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install test test-all train demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: install            ## fast suite (tests marked slow are skipped)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-all: install        ## everything, slow tests included
+	$(PY) -m pytest -q $(ARGS)
+
+train: install           ## make train ARGS="model=vgg16 method=spatial_shuffle k=5"
+	$(PY) -m spatialprobe.train $(ARGS)
+
+demo: install            ## a real small run on CIFAR-10 on the CPU, ends in a figure
+	bash sweeps/demo.sh $(ARGS)
+
+bench: install           ## ratios against baselines measured in the same run
+	$(PY) benchmarks/run.py $(ARGS)
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf runs outputs multirun .pytest_cache .ruff_cache

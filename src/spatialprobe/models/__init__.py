@@ -1,0 +1,33 @@
+"""Model builders: a registry of architecture families over torchvision models."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ..config import require_choice, require_number, require_positive_int
+from .base import Family, SpatialNet, init_like_torchvision
+from .resnet import STEMS, ResNetFamily
+from .vgg import VGGFamily
+
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily()]
+ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
+
+
+def validate(cfg: DictConfig) -> None:
+    require_choice(cfg, "model.arch", sorted(ARCHS))
+    require_number(cfg, "model.width", minimum=0, exclusive_minimum=True)
+    if "stem" in cfg.model:
+        require_choice(cfg, "model.stem", STEMS)
+    if "fc_width" in cfg.model:
+        require_positive_int(cfg, "model.fc_width")
+    if "dropout" in cfg.model:
+        require_number(cfg, "model.dropout", minimum=0, maximum=1)
+
+
+def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:
+    """Build the unmodified network named by ``model_cfg.arch`` (call under the run's seed)."""
+    family = ARCHS[model_cfg.arch]
+    return SpatialNet(family.build(model_cfg.arch, model_cfg, num_classes, image_size), family, model_cfg.arch)
+
+
+__all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "validate"]

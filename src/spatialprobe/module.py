@@ -1,0 +1,111 @@
+"""The LightningModule for image classification: cross-entropy, top-1/top-5, the recipe's optimiser."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from .errors import DivergenceError
+
+STAGES = ("train", "val", "test")
+
+
+def build_optimizer(params, recipe: dict) -> torch.optim.Optimizer:
+    if recipe["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=recipe["lr"], betas=tuple(recipe.get("betas", (0.9, 0.999))),
+                                weight_decay=recipe["weight_decay"])
+    return torch.optim.SGD(params, lr=recipe["lr"], momentum=recipe["momentum"],
+                           nesterov=bool(recipe.get("nesterov", False)), weight_decay=recipe["weight_decay"])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int, total_steps: int) -> dict | None:
+    """The recipe's learning-rate schedule; every schedule scales with the run's length."""
+    kind = recipe.get("schedule", "constant")
+    if kind == "multistep":
+        milestones = sorted({max(1, round(f * epochs)) if f < 1 else int(f) for f in recipe["milestones"]})
+        sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe["gamma"])
+        return {"scheduler": sched, "interval": "epoch"}
+    if kind == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=max(1, total_steps))
+        return {"scheduler": sched, "interval": "step"}
+    if kind == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+        return {"scheduler": sched, "interval": "step"}
+    return None
+
+
+class Classifier(pl.LightningModule):
+    """Trains ``model`` with cross-entropy; logs ``{stage}_loss``, ``{stage}_top1``, ``{stage}_top5`` in percent."""
+
+    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None):
+        super().__init__()
+        self.model = model
+        self.recipe = dict(recipe)
+        self.config = config or {}
+        self.num_classes = num_classes
+        ks = (1, 5) if num_classes > 5 else (1,)
+        # keys "<stage>_top<k>", the names the values are logged under
+        self.accuracy = nn.ModuleDict(
+            {f"{s}_top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for s in STAGES for k in ks}
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        for name, metric in self.accuracy.items():
+            if name.startswith(stage + "_"):
+                metric.update(logits, y)
+        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage != "test",
+                 batch_size=len(y))
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                f"lower recipe.lr (now {self.recipe['lr']}) or set trainer.gradient_clip_val"
+            )
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_accuracy(self, stage: str) -> None:
+        for name, metric in self.accuracy.items():
+            if name.startswith(stage + "_"):
+                self.log(name, metric.compute() * 100.0, prog_bar=name.endswith("top1"))
+                metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_accuracy("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracy("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracy("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameters(), self.recipe)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        steps = self.trainer.estimated_stepping_batches
+        steps = int(steps) if math.isfinite(steps) else 1
+        scheduler = build_scheduler(optimizer, self.recipe, epochs, steps)
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # everything needed to rebuild the network from the checkpoint alone (spatialprobe.evaluate)
+        checkpoint["spatialprobe_config"] = self.config

@@ -1,0 +1,45 @@
+"""Things every entry point does: find its output directory, check it can write there, seed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+MIN_FREE_BYTES = 200 * 2**20  # a run writes checkpoints: refuse to start with less free space than this
+
+
+def hydra_output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+
+
+def hydra_sweep_name() -> str | None:
+    """The sweep directory's name in a multirun job (used as the W&B group), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+
+
+def ensure_writable(directory: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """Fail before any work if ``directory`` cannot be created, written, or is (nearly) full."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"output directory {directory} is not writable ({err.strerror or err}); "
+                        f"set hydra.run.dir (or paths.run_root) to a writable place") from None
+    free = shutil.disk_usage(directory).free
+    if free < min_free and not os.environ.get("SPATIALPROBE_IGNORE_DISK_SPACE"):
+        raise UserError(f"output directory {directory} has only {free / 2**20:.0f} MiB free "
+                        f"(need {min_free / 2**20:.0f} MiB for checkpoints and records)")

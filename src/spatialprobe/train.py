@@ -1,0 +1,175 @@
+"""Train one network and write its result record.
+
+    python -m spatialprobe.train dataset=cifar10 model=resnet18 model.width=0.25 trainer.max_epochs=1
+    python -m spatialprobe.train -m model=vgg16 method=spatial_shuffle k='range(0,14)'
+
+The run directory (Hydra's output dir) receives ``result.json`` (the record), ``metrics.csv``,
+``checkpoints/{last,best}.ckpt`` and the composed config. Re-running the same command into the
+same directory skips a complete run and resumes an unfinished one from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from . import CONF_DIR, __version__
+from .config import check_group_overrides, require_choice, require_number
+from .errors import ConfigError, UserError, reported
+from .records import RunRecord, config_hash, git_state
+from .runtime import ensure_writable, hydra_output_dir, hydra_sweep_name
+
+log = logging.getLogger("spatialprobe")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs neither data nor a model; runs before anything is written."""
+    from . import data, models
+
+    require_number(cfg, "seed", integer=True, minimum=0)
+    require_number(cfg, "k", integer=True, minimum=0)
+    if cfg.method.name == "none" and cfg.k != 0:
+        raise ConfigError("k", cfg.k, "method=none modifies no unit", [0])
+    data.validate(cfg)
+    models.validate(cfg)
+    require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
+    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
+    require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
+    require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
+    require_number(cfg, "recipe.weight_decay", minimum=0)
+    require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
+    require_choice(cfg, "logger.name", ["csv", "wandb"])
+    if cfg.logger.name == "wandb":
+        from .loggers import WANDB_MODES
+
+        require_choice(cfg, "logger.mode", WANDB_MODES)
+
+
+def _metric(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return None if value is None else round(float(value), 4)
+
+
+def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
+    """Train and test one configuration; return its (complete) result record."""
+    validate(cfg)
+    run_dir = Path(run_dir or hydra_output_dir() or Path(cfg.paths.run_root) / cfg.name)
+    ensure_writable(run_dir)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    chash = config_hash(resolved)
+    record = RunRecord(run_dir)
+    if record.data.get("config_hash") not in (None, chash) and record.status == "complete":
+        raise UserError(f"{run_dir} already holds a complete run of a different configuration "
+                        f"(config_hash {record.data['config_hash']}); choose another hydra.run.dir")
+    if cfg.resume and record.is_complete_for(chash):
+        log.info("%s: already complete (config_hash %s), skipped", run_dir, chash)
+        print(f"skipped, already complete: {record.path}")
+        return record.data
+    ckpt_dir = run_dir / "checkpoints"
+    last_ckpt = ckpt_dir / "last.ckpt"
+    resume_from = last_ckpt if cfg.resume and last_ckpt.is_file() and record.data.get("config_hash") == chash else None
+
+    record.start(
+        resolved, chash,
+        name=cfg.name, model=cfg.model.name, arch=cfg.model.arch, dataset=cfg.dataset.name,
+        method=cfg.method.name, k=int(cfg.k), seed=int(cfg.seed), spatialprobe_version=__version__,
+        **git_state(Path(__file__).resolve().parents[2]),
+    )
+    try:
+        result = _train(cfg, run_dir, resolved, record, resume_from)
+    except BaseException as err:
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        record.fail(" ".join(reason.split()))
+        raise
+    return result
+
+
+def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+    from .callbacks import SeedSchedule, derived_seed
+    from .data import build_datamodule
+    from .loggers import build_loggers, finish_loggers
+    from .measure import count_flops, count_params
+    from .models import build_model
+    from .module import Classifier
+
+    t0 = time.time()
+    dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    model = build_model(cfg.model, int(cfg.dataset.num_classes), int(cfg.dataset.image_size))
+    record.update(
+        params=count_params(model), flops=count_flops(model, int(cfg.dataset.image_size)),
+        units=len(model.unit_names()), data_sizes=dm.sizes(),
+    )
+    module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
+                        config=resolved)
+
+    eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
+    callbacks = [checkpoint, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch")]
+    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
+    trainer_args = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
+    trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, plugins=plugins,
+                         **trainer_args)
+
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if "val_top1" not in fit_metrics and trainer.limit_val_batches:
+        fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
+    torch.manual_seed(derived_seed(int(eval_seed), 3))
+    final = trainer.test(module, datamodule=dm, verbose=False)[0]
+    best_path = checkpoint.best_model_path
+    best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
+    best = final
+    if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get("val_top1"):
+        best = trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
+    fields = {
+        "epochs": int(trainer.current_epoch),
+        "steps": int(trainer.global_step),
+        "val_top1_final": _metric(fit_metrics, "val_top1"),
+        "val_top1_best": round(best_score, 4) if best_score is not None else _metric(fit_metrics, "val_top1"),
+        "test_top1_final": _metric(final, "test_top1"),
+        "test_top5_final": _metric(final, "test_top5"),
+        "test_loss_final": _metric(final, "test_loss"),
+        "test_top1_best": _metric(best, "test_top1"),
+        "train_loss_final": _metric(fit_metrics, "train_loss_epoch"),
+        "train_time_s": round(time.time() - t0, 2),
+        "checkpoints": {"last": str(run_dir / "checkpoints" / "last.ckpt") if (run_dir / "checkpoints" / "last.ckpt").is_file() else None,
+                        "best": best_path or None},
+        "eval_seed": int(eval_seed),
+    }
+    fields["val_top1"] = fields["val_top1_final"]
+    fields["test_top1"] = fields["test_top1_final"]
+    finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],
+                                     "k": int(cfg.k), "method": cfg.method.name})
+    record.complete(**fields)
+    print(f"{cfg.name}: test_top1={fields['test_top1']} (best-val checkpoint: {fields['test_top1_best']}), "
+          f"params={record.data['params']:,}, record: {record.path}", flush=True)
+    return record.data
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    with reported():
+        return run(cfg).get("test_top1")
+
+
+def main() -> None:
+    with reported():
+        check_group_overrides(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SPATIALPROBE_SHARED", REPO.parent / "shared"))
+CIFAR10_JPG = SHARED / "data" / "cifar10-jpg.tar.gz"
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakedata import make_cifar_batches  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fake_cifar10(tmp_path_factory) -> Path:
+    return make_cifar_batches(tmp_path_factory.mktemp("cifar10"), "cifar10", per_batch=32, test=64)
+
+
+@pytest.fixture(scope="session")
+def fake_cifar100(tmp_path_factory) -> Path:
+    return make_cifar_batches(tmp_path_factory.mktemp("cifar100"), "cifar100", per_batch=40, test=64)
+
+
+@pytest.fixture()
+def env(tmp_path) -> dict:
+    """Environment for subprocess runs: private cache and run roots, offline W&B."""
+    e = dict(os.environ)
+    e.update(SPATIALPROBE_CACHE=str(tmp_path / "cache"), SPATIALPROBE_RUNS=str(tmp_path / "runs"),
+             WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore")
+    return e
+
+
+# Overrides that make a training run take seconds on a CPU.
+TINY = [
+    "model.width=0.0625", "recipe.batch_size=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+    "dataset.verify=false", "dataset.download=false", "trainer.log_every_n_steps=1",
+]
+
+
+def run_cli(module: str, args: list[str], env: dict, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def needs_shared_cifar() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"real CIFAR-10 not found at {CIFAR10_JPG}")

@@ -1,0 +1,91 @@
+"""Model builders: torchvision structure, parameter counts, the feature/pool/head seam, seeding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from spatialprobe.measure import count_flops, count_params
+from spatialprobe.models import build_model
+
+
+def model(arch, classes=100, size=32, **kw):
+    return build_model(OmegaConf.create({"arch": arch, "width": 1.0, "stem": "auto", "fc_width": 4096} | kw),
+                       classes, size)
+
+
+@pytest.mark.parametrize(
+    "arch,classes,size,expected",
+    [
+        ("vgg16_bn", 100, 32, 34_015_396),    # paper: 34.02M
+        ("resnet50", 100, 32, 23_705_252),    # paper: 23.71M with the 3x3 stem
+        ("resnet50", 1000, 224, 25_557_032),  # torchvision's resnet50
+        ("resnet152", 1000, 224, 60_192_808), # torchvision's resnet152
+        ("resnet18", 1000, 224, 11_689_512),  # torchvision's resnet18
+    ],
+)
+def test_parameter_counts(arch, classes, size, expected):
+    assert count_params(model(arch, classes, size)) == expected
+
+
+def test_paper_rounding():
+    assert round(count_params(model("vgg16_bn")) / 1e6, 2) == 34.02
+    assert round(count_params(model("resnet50")) / 1e6, 2) == 23.71
+
+
+@pytest.mark.parametrize("arch,units", [("vgg16_bn", 13), ("resnet18", 8), ("resnet50", 16), ("resnet152", 50)])
+def test_units_are_listed_in_order(arch, units):
+    m = model(arch, 10, 32, width=0.125)
+    names = m.unit_names()
+    assert len(names) == units
+    modules = [n for n, _ in m.body.named_modules()]
+    assert [modules.index(n) for n in names] == sorted(modules.index(n) for n in names)
+
+
+@pytest.mark.parametrize("arch", ["vgg16_bn", "resnet18", "resnet50"])
+def test_seam_reproduces_forward_and_last_map_size(arch):
+    m = model(arch, 10, 32, width=0.125).eval()
+    x = torch.randn(3, 3, 32, 32)
+    f = m.forward_features(x)
+    z = m.pool(f)
+    assert torch.allclose(m.forward_head(z), m(x), atol=1e-5)
+    assert z.shape == (3, f.shape[1])
+    # 32 px: VGG keeps its five max-pools (1x1); ResNets use the 3x3 stride-1 stem (4x4)
+    assert f.shape[-1] == (1 if arch.startswith("vgg") else 4)
+
+
+def test_imagenet_stem_and_width():
+    m = model("resnet18", 10, 224, width=0.25)
+    assert m.body.conv1.kernel_size == (7, 7) and not isinstance(m.body.maxpool, torch.nn.Identity)
+    assert m.body.layer4[1].conv2.out_channels == 128 and m.body.fc.in_features == 128
+    assert m.forward_features(torch.randn(1, 3, 224, 224)).shape == (1, 128, 7, 7)
+    c = model("resnet18", 10, 32, width=0.25)
+    assert c.body.conv1.kernel_size == (3, 3) and isinstance(c.body.maxpool, torch.nn.Identity)
+    v = model("vgg16_bn", 10, 32, width=0.25, fc_width=256)
+    assert [m.out_features for m in v.body.classifier if isinstance(m, torch.nn.Linear)] == [256, 256, 10]
+    assert v.body.classifier[0].in_features == 128
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    def weights(seed):
+        torch.manual_seed(seed)
+        return torch.cat([p.flatten() for p in model("resnet18", 10, 32, width=0.125).parameters()])
+
+    assert torch.equal(weights(3), weights(3))
+    assert not torch.equal(weights(3), weights(4))
+
+
+def test_no_tensor_left_on_meta_and_bn_stats_fresh():
+    for arch in ("vgg16_bn", "resnet50"):
+        m = model(arch, 10, 32, width=0.125)
+        assert all(t.device.type == "cpu" for t in list(m.parameters()) + list(m.buffers()))
+        for bn in (b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)):
+            assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
+
+
+def test_flops_per_image():
+    m = model("resnet18", 10, 32, width=0.125)
+    f1 = count_flops(m, 32)
+    assert f1 > 0 and count_flops(m, 64) == pytest.approx(4 * f1, rel=0.05)
+    assert m.training  # counting leaves the mode alone
