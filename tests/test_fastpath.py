@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch.nn import functional as F
 
-from spatialprobe import CONF_DIR
+from conftest import compose_train
 from spatialprobe.data import build_datamodule
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.data.torchpath import array_transform
@@ -17,11 +16,6 @@ from spatialprobe.errors import ConfigError
 from spatialprobe.train import validate
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def cifar_cfg(root, *extra, name="cifar10"):

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from conftest import compose_train
 from fakeimagenet import make_jpeg_folders
-from spatialprobe import CONF_DIR
 from spatialprobe.data import build_datamodule
 from spatialprobe.errors import ConfigError, DataError
 from spatialprobe.module import build_optimizer, build_scheduler, effective_lr
 from spatialprobe.train import validate
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def imagenet_cfg(root, *extra):

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from spatialprobe import CONF_DIR, speed
+from conftest import compose_train
+from spatialprobe import speed
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
 from spatialprobe.train import validate
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def tiny_model():

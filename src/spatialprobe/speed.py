@@ -26,8 +26,10 @@ from .errors import ConfigError
 
 log = logging.getLogger("spatialprobe")
 
-PRECISIONS = ("32-true", "32", 32, "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", 64,
-              "transformer-engine", "transformer-engine-float16")
+# Lightning's precision values and their short aliases
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
+ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 COMPILE = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -71,6 +73,7 @@ def check_devices(cfg: DictConfig) -> list[str]:
     warnings: list[str] = []
     accelerator = str(get(cfg, "trainer.accelerator", "auto"))
     precision = str(get(cfg, "trainer.precision", "32-true"))
+    precision = ALIASES.get(precision, precision)
     gpu = accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available())
     devices = _devices(cfg)
     if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
