@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
 from .config import check_group_overrides, require_choice, require_number
-from .errors import ConfigError, UserError, reported
+from .errors import UserError, reported
 from .records import RunRecord, config_hash, git_state
 from .runtime import ensure_writable, hydra_output_dir, hydra_sweep_name
 
@@ -29,14 +29,12 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models
+    from . import data, models, surgery
 
     require_number(cfg, "seed", integer=True, minimum=0)
-    require_number(cfg, "k", integer=True, minimum=0)
-    if cfg.method.name == "none" and cfg.k != 0:
-        raise ConfigError("k", cfg.k, "method=none modifies no unit", [0])
     data.validate(cfg)
     models.validate(cfg)
+    surgery.validate(cfg)
     require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
     require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
@@ -95,20 +93,25 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
+    from . import surgery
     from .callbacks import SeedSchedule, derived_seed
     from .data import build_datamodule
     from .loggers import build_loggers, finish_loggers
-    from .measure import count_flops, count_params
+    from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .module import Classifier
 
     t0 = time.time()
     dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    model = build_model(cfg.model, int(cfg.dataset.num_classes), int(cfg.dataset.image_size))
+    size = int(cfg.dataset.image_size)
+    model = build_model(cfg.model, int(cfg.dataset.num_classes), size)
+    report = surgery.apply(model, cfg.method, int(cfg.k), size)  # after the build: same init for every K
     record.update(
-        params=count_params(model), flops=count_flops(model, int(cfg.dataset.image_size)),
-        units=len(model.unit_names()), data_sizes=dm.sizes(),
+        params=count_params(model), flops=count_flops(model, size), units=len(model.unit_names()),
+        modified_units=report.modified_units, stripped_units=report.stripped_units,
+        modified_unit_names=report.unit_names, receptive_field=receptive_field(model),
+        feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
                         config=resolved)
