@@ -11,7 +11,7 @@ of threads (1 or 2), on the CPU here, which is the "device" of a CPU run.
 from __future__ import annotations
 
 import torch
-from common import best_of, cifar10, rate
+from common import best_of, cifar10, drain, rate
 
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.data.torchpath import ArrayImages, array_transform, make_loader
@@ -23,15 +23,9 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 def torchvision_rate(x, y, workers: int) -> float:
     data = ArrayImages(x, y, array_transform(True, MEAN, STD))
     loader = make_loader(data, BATCH, train=True, seed=0, epoch_fn=lambda: 0, num_workers=workers, pin_memory=False)
-    n = len(loader) * BATCH
-
-    def epoch():
-        for _ in loader:
-            pass
-
     if workers:
         next(iter(loader))  # start the persistent workers outside the timed epoch
-    return rate(n, epoch)
+    return rate(len(loader) * BATCH, lambda: drain(loader))
 
 
 def device_rate(x, y, threads: int) -> float:
@@ -41,13 +35,7 @@ def device_rate(x, y, threads: int) -> float:
         loader = TensorBatches(torch.from_numpy(x), torch.from_numpy(y), BATCH, MEAN, STD, shuffle=True,
                                augment=True, drop_last=True, seed=0)
         next(iter(loader))
-        n = len(loader) * BATCH
-
-        def epoch():
-            for _ in loader:
-                pass
-
-        return max(rate(n, epoch) for _ in range(3))  # one epoch is short: take the best of three
+        return max(rate(len(loader) * BATCH, lambda: drain(loader)) for _ in range(3))  # short epochs: best of 3
     finally:
         torch.set_num_threads(before)
 

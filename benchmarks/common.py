@@ -33,6 +33,24 @@ def cifar10(n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     return (x[:n], y[:n], what) if n else (x, y, what)
 
 
+def compose_train(*overrides: str):
+    """The project's composed training config (as `python -m spatialprobe.train <overrides>` sees it)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from spatialprobe import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+
+
+def drain(loader) -> None:
+    """One pass over ``loader``, discarding the batches."""
+    for _ in loader:
+        pass
+
+
 def best_of(repeats: int, measure: Callable[[], float], higher_is_better: bool = True) -> float:
     """Best of ``repeats`` measurements: the least disturbed by other processes on a shared machine."""
     values = [measure() for _ in range(repeats)]

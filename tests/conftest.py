@@ -13,6 +13,11 @@ CIFAR10_JPG = SHARED / "data" / "cifar10-jpg.tar.gz"
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# The in-process tests use tiny tensors: one thread is faster, and immune to a busy machine.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 from fakedata import make_cifar_batches  # noqa: E402
 
 

@@ -22,3 +22,60 @@ def count_flops(model: nn.Module, image_size: int, channels: int = 3) -> int:
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def _pair(v) -> int:
+    return int(v[0] if isinstance(v, tuple | list) else v)
+
+
+def feature_maps(model, image_size: int, channels: int = 3) -> list[dict]:
+    """Input and output spatial size of every unit (one forward of a dummy image, eval mode)."""
+    body = model.body
+    names = model.unit_names()
+    sizes: dict[str, dict] = {}
+    hooks = []
+
+    def hook(name):
+        def fn(_m, args, out):
+            hw = lambda t: list(t.shape[2:]) if t.dim() == 4 else [1, 1]  # noqa: E731
+            sizes[name] = {"input": hw(args[0]), "output": hw(out)}
+        return fn
+
+    for name in names:
+        hooks.append(body.get_submodule(name).register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [{"unit": i, "name": n, **sizes.get(n, {"input": None, "output": None})} for i, n in enumerate(names)]
+
+
+def receptive_field(model) -> int:
+    """Theoretical receptive field (pixels, one axis) of the last spatial layer.
+
+    Walks the layers in forward order, ignoring skip projections, and stops at the first global
+    pooling: each kxk layer with stride s grows the field by (k-1) * jump, then jump *= s.
+    """
+    from .methods.gap_fc import GlobalAvgPool
+
+    skip = model.family.skip_branch
+    rf, jump = 1, 1
+    for name, m in model.body.named_modules():
+        if skip and f".{skip}" in f".{name}":
+            continue
+        if isinstance(m, GlobalAvgPool | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+            break
+        if isinstance(m, nn.Conv2d):
+            k = _pair(m.dilation) * (_pair(m.kernel_size) - 1) + 1
+        elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
+            k = _pair(m.kernel_size)
+        else:
+            continue
+        rf += (k - 1) * jump
+        jump *= _pair(m.stride)
+    return rf

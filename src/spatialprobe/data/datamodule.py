@@ -51,6 +51,13 @@ def place(x: np.ndarray, device: torch.device, placement: str) -> torch.Tensor:
     return t.to(device)
 
 
+def train_batches(n: int, batch_size: int, world_size: int, padded: bool) -> int:
+    """Full batches per rank and epoch: the device loader gives every rank n // world_size images,
+    Lightning's DistributedSampler (``padded``, for torch DataLoaders) ceil(n / world_size)."""
+    per_rank = -(-n // world_size) if padded else n // world_size
+    return per_rank // batch_size
+
+
 def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     return (x, y) if n is None else (x[:n], y[:n])
 
@@ -84,6 +91,10 @@ class ArrayDataModule(pl.LightningDataModule):
         }
         self.classes = splits.classes
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def train_batches(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch (the training loader drops its last partial batch)."""
+        return train_batches(len(self.arrays["train"][1]), self.batch_size, world_size, padded=self.loader == "torch")
 
     def sizes(self) -> dict[str, int]:
         return {k: len(v[1]) for k, v in self.arrays.items()}
@@ -130,7 +141,10 @@ class ArrayDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:
-        return self._loader("train", True)
+        loader = self._loader("train", True)
+        if self.trainer is not None and isinstance(loader, TensorBatches):  # the torch path restarts its epoch
+            loader.progress_fn = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return loader
 
     def val_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("val", False)

@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from ..config import require_number, require_positive_int
 from ..errors import ConfigError, DataError
+from .datamodule import train_batches
 from .torchpath import make_loader
 
 EVAL_DIRS = ("val", "test")
@@ -130,6 +131,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.sets.items()}
+
+    def train_batches(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch and rank (DDP pads every rank's share to ceil(n / world_size))."""
+        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
 
     def _loader(self, split: str) -> DataLoader:
         trainer = self.trainer

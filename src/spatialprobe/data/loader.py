@@ -5,8 +5,11 @@ does not fit there, as a memory-mapped array in host memory that every batch is 
 Each batch is gathered with one ``index_select``, then randomly cropped (zero padding in pixel
 space, as torchvision's ``RandomCrop(padding=4)``), flipped and normalised for the whole batch at
 once on the device, and optionally resized to the model's input size (upsampled CIFAR). The order
-of an epoch is a permutation drawn from ``(seed, epoch)``, so identical seeds give identical
-batches and a resumed run sees exactly the batches it would have seen.
+of an epoch is a permutation drawn from ``(seed, epoch)`` and the augmentation of batch b from
+``(seed, epoch, b)``, so identical seeds give identical batches. The loader is *stateful* in
+Lightning's sense: a checkpoint taken mid-epoch records how many batches of the epoch were
+trained, and a run resumed from it continues with exactly the batches an uninterrupted run
+would have seen next.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ class TensorBatches:
         self.drop_last, self.seed, self.epoch_fn = drop_last, seed, epoch_fn or (lambda: 0)
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.size = size if size and size != images.shape[1] else None
+        self.progress_fn: Callable[[], int] | None = None  # batches of the current epoch already trained
+        self._resume_at: int = 0  # set by load_state_dict: batches of the epoch to skip on the next iter()
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255.0
         self.inv_std = 1.0 / (torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255.0)
 
@@ -137,10 +142,21 @@ class TensorBatches:
         """uint8 NHWC -> normalised float NCHW, without augmentation."""
         return self.transform(x)
 
+    # Lightning's stateful-iterable protocol (used for mid-epoch checkpoints)
+    def state_dict(self) -> dict:
+        done = self.progress_fn() if self.progress_fn is not None else 0
+        return {"epoch": int(self.epoch_fn()), "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        done = int(state.get("batches_done", 0))
+        self._resume_at = done if 0 < done < len(self) and int(state.get("epoch", -1)) == int(self.epoch_fn()) else 0
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        start, self._resume_at = self._resume_at, 0
+        epoch = self.epoch_fn()
         idx = self._indices()
-        g = epoch_generator(self.seed, self.epoch_fn(), stream=1) if self.augment else None
         idx = idx.to(self.images.device)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            g = epoch_generator(self.seed, epoch, stream=1 + b) if self.augment else None
             yield self.transform(self._gather(sel), g), self.labels[sel.to(self.device)]

@@ -6,11 +6,18 @@ from omegaconf import DictConfig
 
 from ..config import require_choice, require_number, require_positive_int
 from .base import Family, SpatialNet, init_like_torchvision
+from .mobilenet import MobileNetV2Family
 from .resnet import STEMS, ResNetFamily
+from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily()]
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
+
+
+def unit_count(arch: str) -> int:
+    """Number of modifiable units of ``arch`` (no model is built)."""
+    return ARCHS[arch].unit_counts[arch]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -30,4 +37,4 @@ def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> Spa
     return SpatialNet(family.build(model_cfg.arch, model_cfg, num_classes, image_size), family, model_cfg.arch)
 
 
-__all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "validate"]
+__all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "unit_count", "validate"]

@@ -41,15 +41,48 @@ def scaled(channels: int, width: float) -> int:
 
 
 class Family:
-    """Base class of an architecture family (see module docstring)."""
+    """Base class of an architecture family (see module docstring).
+
+    Besides building, a family answers the surgery's questions about one unit: where a
+    position/channel shuffle goes (``shuffle_sites``), how a shuffle reaches the skip branch of a
+    residual unit (``with_skip_op``), and what the unit's 1x1 version is (``conv1x1``). Defaults
+    fit plain units: shuffle before every kxk conv, no skip branch, every kxk conv made 1x1.
+    """
 
     archs: tuple[str, ...] = ()
+    #: number of modifiable units of every arch (known without building, for early validation)
+    unit_counts: dict[str, int] = {}
+    #: attribute name of a unit's skip projection (ignored by the receptive-field walk)
+    skip_branch: str | None = None
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         raise NotImplementedError
 
     def unit_names(self, body: nn.Module) -> list[str]:
         raise NotImplementedError
+
+    def shuffle_sites(self, unit: nn.Module) -> list[tuple[str, str]]:
+        """(path inside the unit, "before" | "after"): where a shuffle op is inserted."""
+        return [(name, "before") for name, m in unit.named_modules()
+                if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
+
+    def with_skip_op(self, unit: nn.Module, op: nn.Module) -> nn.Module:
+        """The unit with ``op`` applied to the input of its skip branch (no skip branch: unchanged)."""
+        return unit
+
+    def conv1x1(self, unit: nn.Module, downsample: str) -> nn.Module:
+        """The unit with every kxk conv made 1x1 (and its skip branch down-sampled the same way)."""
+        from ..methods.conv1x1 import pooled_skip, to_1x1
+
+        convs = [(name, m) for name, m in unit.named_modules() if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
+        for name, conv in convs:
+            if name == "":
+                return to_1x1(conv, downsample)
+            unit.set_submodule(name, to_1x1(conv, downsample))
+        skip = getattr(unit, self.skip_branch, None) if self.skip_branch else None
+        if isinstance(skip, nn.Sequential) and convs:
+            setattr(unit, self.skip_branch, pooled_skip(skip, downsample))
+        return unit
 
     def forward_features(self, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -75,6 +108,8 @@ class SpatialNet(nn.Module):
         self.body = body
         self.family = family
         self.arch = arch
+        # unit paths are fixed when the baseline is built: surgery replaces modules at these paths
+        self._unit_names = family.unit_names(body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -89,7 +124,7 @@ class SpatialNet(nn.Module):
         return self.family.forward_head(self.body, z)
 
     def unit_names(self) -> list[str]:
-        return self.family.unit_names(self.body)
+        return list(self._unit_names)
 
     def extra_repr(self) -> str:
         return f"arch={self.arch}, units={len(self.unit_names())}"

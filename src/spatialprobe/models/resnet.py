@@ -29,7 +29,13 @@ def resolve_stem(stem: str, image_size: int) -> str:
 
 
 class ResNetFamily(Family):
+    """Units are blocks. A shuffle goes before each 3x3 conv (both in a basic block, the middle
+    one in a bottleneck) and, with its own permutation, before the skip branch, so the block
+    cannot route positions around it."""
+
     archs = tuple(LAYOUTS)
+    unit_counts = {arch: sum(layers) for arch, (_, layers) in LAYOUTS.items()}
+    skip_branch = "downsample"
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         block, layers = LAYOUTS[arch]
@@ -55,6 +61,11 @@ class ResNetFamily(Family):
 
     def unit_names(self, body: nn.Module) -> list[str]:
         return [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(body, f"layer{i}")))]
+
+    def with_skip_op(self, unit: nn.Module, op: nn.Module) -> nn.Module:
+        # torchvision's blocks compute identity = downsample(x) when downsample is set
+        unit.downsample = op if unit.downsample is None else nn.Sequential(op, unit.downsample)
+        return unit
 
     def forward_features(self, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = body.maxpool(body.relu(body.bn1(body.conv1(x))))

@@ -1,0 +1,82 @@
+"""Cost of a shuffle: fwd+bwd time of a shuffled unit over the same unit without it.
+
+Shapes are the papers' (CIFAR, batch 128, full width): VGG-16's last conv units (conv + BN +
+ReLU, 512 channels on 4x4 and 2x2 maps) and ResNet-50 bottlenecks of layer3 (8x8) and layer4
+(4x4), whose shuffled version also shuffles the skip input. Baseline and candidate are timed
+alternately in the same process; the ratio of their medians is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+from torchvision.models.resnet import Bottleneck
+
+TARGET = 1.10
+
+
+def _time_fwd_bwd(module: nn.Module, x: torch.Tensor) -> float:
+    x = x.detach().requires_grad_(True)
+    t0 = time.perf_counter()
+    module(x).sum().backward()
+    return time.perf_counter() - t0
+
+
+def _compare(plain: nn.Module, shuffled: nn.Module, x: torch.Tensor, reps: int) -> tuple[float, float]:
+    for _ in range(2):  # warm-up (allocator, oneDNN primitives)
+        _time_fwd_bwd(plain, x), _time_fwd_bwd(shuffled, x)
+    a, b = [], []
+    for _ in range(reps):  # alternate, so drift hits both sides alike
+        a.append(_time_fwd_bwd(plain, x))
+        b.append(_time_fwd_bwd(shuffled, x))
+    return statistics.median(a), statistics.median(b)
+
+
+def _vgg_unit(c: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+
+
+def _shuffled(unit: nn.Module, arch: str) -> nn.Module:
+    """A copy of the unit as the surgery leaves it for spatial_shuffle (the training code path)."""
+    from spatialprobe.methods.spatial_shuffle import SpatialShuffle
+    from spatialprobe.models import ARCHS
+    from spatialprobe.surgery import unit_with_ops
+
+    return unit_with_ops(ARCHS[arch], copy.deepcopy(unit), SpatialShuffle)
+
+
+def cases(quick: bool):
+    batch = 32 if quick else 128
+    yield "VGG-16 unit, 512 ch, 4x4", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 4, 4)
+    yield "VGG-16 unit, 512 ch, 2x2", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 2, 2)
+    yield "ResNet-50 layer3 bottleneck, 8x8", Bottleneck(1024, 256), "resnet50", torch.randn(batch, 1024, 8, 8)
+    yield "ResNet-50 layer4 bottleneck, 4x4", Bottleneck(2048, 512), "resnet50", torch.randn(batch, 2048, 4, 4)
+
+
+def run(args) -> list[dict]:
+    quick = bool(getattr(args, "quick", False))
+    reps = 5 if quick else 15
+    rows = []
+    torch.manual_seed(0)
+    for name, unit, family, x in cases(quick):
+        shuffled = _shuffled(unit, family)
+        base_s, cand_s = _compare(unit, shuffled, x, reps)
+        rows.append({
+            "benchmark": "shuffle", "case": f"{name}, batch {x.shape[0]}, fwd+bwd",
+            "baseline": f"{base_s * 1e3:.1f} ms (plain unit)", "candidate": f"{cand_s * 1e3:.1f} ms (spatial_shuffle)",
+            "ratio": round(cand_s / base_s, 3), "target": f"<= {TARGET}", "ok": cand_s / base_s <= TARGET,
+        })
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    for row in run(p.parse_args()):
+        print(row)

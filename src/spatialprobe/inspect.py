@@ -1,0 +1,66 @@
+"""Build a (modified) network without data and report its size.
+
+    python -m spatialprobe.inspect model=vgg16 dataset=cifar100 method=conv1x1 k=5
+
+Prints a short table of the units, then, as the last line of stdout, one JSON object with
+``params`` (exact), ``flops`` (one image, forward), ``modified_units``, ``feature_maps`` (input /
+output size of every unit) and ``receptive_field`` (theoretical, of the last spatial layer).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from . import CONF_DIR
+from .config import check_group_overrides
+from .errors import reported
+
+
+def describe(cfg: DictConfig) -> dict:
+    import torch
+
+    from . import models, surgery
+    from .measure import count_flops, count_params, feature_maps, receptive_field
+
+    models.validate(cfg)
+    surgery.validate(cfg)
+    torch.manual_seed(int(cfg.seed))
+    size = int(cfg.dataset.image_size)
+    model = models.build_model(cfg.model, int(cfg.dataset.num_classes), size)
+    report = surgery.apply(model, cfg.method, int(cfg.k), size)
+    return {
+        "model": cfg.model.name, "arch": cfg.model.arch, "dataset": cfg.dataset.name, "image_size": size,
+        "num_classes": int(cfg.dataset.num_classes), "method": cfg.method.name, "k": int(cfg.k),
+        "params": count_params(model), "params_m": round(count_params(model) / 1e6, 2),
+        "flops": count_flops(model, size), "units": len(model.unit_names()),
+        "modified_units": report.modified_units, "stripped_units": report.stripped_units,
+        "feature_maps": feature_maps(model, size), "receptive_field": receptive_field(model),
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="inspect")
+def _hydra_main(cfg: DictConfig) -> None:
+    with reported():
+        info = describe(cfg)
+    modified = set(info["modified_units"])
+    print(f"{info['arch']} on {info['dataset']} ({info['image_size']} px, {info['num_classes']} classes), "
+          f"{info['method']} k={info['k']}: {info['params']:,} params ({info['params_m']}M), "
+          f"{info['flops'] / 1e9:.3f} GFLOPs/image, receptive field {info['receptive_field']} px")
+    for fm in info["feature_maps"]:
+        mark = "*" if fm["unit"] in modified else " "
+        print(f"  {mark} unit {fm['unit']:>2} {fm['name']:<14} in {fm['input']} out {fm['output']}")
+    print(json.dumps(info), flush=True)
+
+
+def main() -> None:
+    with reported():
+        check_group_overrides(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

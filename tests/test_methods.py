@@ -1,0 +1,117 @@
+"""The ops themselves: what a shuffle may and may not do to an activation map."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spatialprobe.methods.channel_shuffle import ChannelShuffle
+from spatialprobe.methods.gap_fc import BatchNorm1x1, Linear1x1
+from spatialprobe.methods.patch_shuffle import PatchShuffle
+from spatialprobe.methods.spatial_shuffle import SpatialShuffle, permute_positions
+
+
+def coded(n=3, c=5, h=6, w=6) -> torch.Tensor:
+    """Every (sample, channel, position) holds a distinct value that encodes it."""
+    return torch.arange(n * c * h * w, dtype=torch.float32).view(n, c, h, w)
+
+
+def source_positions(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """For a coded x: the flat source position of every output activation, (N, C, HW)."""
+    n, c, h, w = x.shape
+    return (out.reshape(n, c, h * w) - x.reshape(n, c, h * w)[:, :, :1]).long()
+
+
+def test_spatial_shuffle_is_a_per_channel_permutation_of_positions():
+    x = coded()
+    out = SpatialShuffle()(x)
+    src = source_positions(x, out)
+    n, c, hw = src.shape
+    # each channel keeps its own values (a permutation of its positions), sample by sample
+    for i in range(n):
+        for j in range(c):
+            assert sorted(src[i, j].tolist()) == list(range(hw))
+    # positions moved, differently per channel, identically for every sample in the batch
+    assert (src != torch.arange(hw)).any(dim=2).all()
+    assert len({tuple(src[0, j].tolist()) for j in range(c)}) == c
+    assert torch.equal(src[0], src[1]) and torch.equal(src[0], src[2])
+
+
+def test_spatial_shuffle_is_fresh_every_call_and_gradients_flow_back_through_it():
+    op = SpatialShuffle()
+    x = coded().requires_grad_(True)
+    a, b = op(x), op(x)
+    assert not torch.equal(a, b)
+    weight = torch.randn_like(a)
+    (a * weight).sum().backward()
+    src = source_positions(x.detach(), a.detach())
+    # d out[p] / d x[src[p]] = 1: the gradient is the weight scattered back to the source positions
+    expected = torch.zeros(3, 5, 36).scatter_(2, src, weight.reshape(3, 5, 36)).view_as(x)
+    assert torch.equal(x.grad, expected)
+
+
+def test_patch_shuffle_with_patch_at_least_the_map_is_exactly_the_global_shuffle():
+    x = torch.randn(4, 8, 8, 8)
+    for p in (8, 9, 100):
+        torch.manual_seed(7)
+        global_out = SpatialShuffle()(x)
+        torch.manual_seed(7)
+        assert torch.equal(PatchShuffle(p)(x), global_out)
+
+
+@pytest.mark.parametrize("h,w,p", [(8, 8, 2), (8, 8, 4), (6, 6, 4), (7, 5, 2), (4, 4, 3)])
+def test_patch_shuffle_never_moves_an_activation_out_of_its_tile(h, w, p):
+    x = coded(2, 6, h, w)
+    src = source_positions(x, PatchShuffle(p)(x))
+    dst = torch.arange(h * w)
+    tile = lambda pos: (pos // w) // p * 1000 + (pos % w) // p  # noqa: E731
+    assert torch.equal(tile(src), tile(dst).expand_as(src))
+    for j in range(6):  # still a permutation of each channel
+        assert sorted(src[0, j].tolist()) == list(range(h * w))
+    assert (src != dst).any()  # and it does move things
+
+
+def test_patch_shuffle_covers_every_arrangement_inside_a_tile():
+    x = coded(1, 1, 2, 2)
+    seen = {tuple(source_positions(x, PatchShuffle(2)(x))[0, 0].tolist()) for _ in range(400)}
+    assert len(seen) == 24  # all 4! orders of a 2x2 tile appear
+
+
+def test_channel_shuffle_permutes_whole_maps():
+    x = coded()
+    out = ChannelShuffle()(x)
+    perm = [int(out[0, j, 0, 0] // 36) for j in range(5)]
+    assert sorted(perm) == list(range(5))
+    for j, src in enumerate(perm):
+        assert torch.equal(out[:, j], x[:, src])  # same for all positions and samples
+    assert len({tuple(int(ChannelShuffle()(x)[0, j, 0, 0] // 36) for j in range(5)) for _ in range(20)}) > 1
+
+
+@pytest.mark.parametrize("op", [SpatialShuffle, ChannelShuffle, lambda **kw: PatchShuffle(2, **kw)])
+def test_train_and_test_switches(op):
+    x = torch.randn(2, 4, 4, 4)
+    m = op(train=True, test=False)
+    assert not torch.equal(m.train()(x), x) and torch.equal(m.eval()(x), x)
+    m = op(train=False, test=True)
+    assert torch.equal(m.train()(x), x) and not torch.equal(m.eval()(x), x)
+
+
+def test_one_by_one_map_and_device_of_the_index():
+    x = torch.randn(2, 3, 1, 1)
+    assert torch.equal(permute_positions(x), x)
+
+
+def test_fc_equivalents_accept_maps_and_vectors():
+    fc, bn = Linear1x1(4, 3), BatchNorm1x1(3)
+    x = torch.randn(5, 4, 1, 1)
+    y = bn(fc(x))
+    assert y.shape == (5, 3, 1, 1)
+    assert torch.allclose(fc(x)[:, :, 0, 0], fc(x.flatten(1)))
+
+
+def test_shuffle_backward_matches_autograd_gradcheck():
+    from spatialprobe.methods.spatial_shuffle import _GatherPermutation, position_permutation
+
+    x = torch.randn(2, 3, 12, dtype=torch.float64, requires_grad=True)
+    index = position_permutation(3, 3, 4, 2, x.device)
+    assert torch.autograd.gradcheck(lambda t: _GatherPermutation.apply(t, index), (x,))
