@@ -102,11 +102,11 @@ def run(args) -> list[dict]:
     print(f"  s/step over {len(hand_s)} interleaved steps: hand-written median {h:.4f} (min {min(hand_s):.4f}), "
           f"Lightning median {lt:.4f} (min {min(light_s):.4f})")
     return [{
-        "name": "framework: time per training step",
+        "benchmark": "framework",
         "baseline": f"{h * 1e3:.1f} ms (hand-written loop)",
         "candidate": f"{lt * 1e3:.1f} ms (Lightning + Classifier)",
         "ratio": lt / h,
-        "target": "<= 1.05x",
-        "setup": f"VGG-16-BN x0.25, {what}, batch {BATCH}, SGD one-cycle; medians of {len(hand_s)} steps "
+        "target": "<= 1.05",
+        "case": f"time per training step; VGG-16-BN x0.25, {what}, batch {BATCH}, SGD one-cycle; medians of {len(hand_s)} steps "
                  f"interleaved step by step, {torch.get_num_threads()} threads",
     }]

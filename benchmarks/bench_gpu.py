@@ -62,8 +62,8 @@ def images_per_second(arch: str, loader: TensorBatches, steps: int, dtype: torch
 
 def run(args) -> list[dict]:
     if not torch.cuda.is_available():
-        return [{"name": "gpu: images/s, MFU", "baseline": "", "candidate": "", "ratio": None, "target": "",
-                 "setup": "skipped: no CUDA device on this machine"}]
+        return [{"benchmark": "gpu", "case": "training images/s and MFU: skipped, no CUDA device on this machine",
+                 "baseline": "", "candidate": "", "ratio": None, "target": ""}]
     steps = 20 if args.quick else 100
     x, y, what = cifar10(BATCH * (WARMUP + steps))
     loader = TensorBatches(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda(), BATCH, MEAN, STD, shuffle=True,
@@ -78,12 +78,12 @@ def run(args) -> list[dict]:
         cand = max(images_per_second(arch, loader, steps, mixed, True) for _ in range(args.repeats))
         mfu = f", MFU {3 * flops * cand / (peak * 1e12):.1%}" if peak else ", MFU: unknown peak (SPATIALPROBE_PEAK_TFLOPS)"
         rows.append({
-            "name": f"gpu: {arch} training images/s",
+            "benchmark": "gpu",
             "baseline": f"{base:,.0f} (fp32, NCHW)",
             "candidate": f"{cand:,.0f} ({str(mixed).split('.')[-1]} autocast, channels_last{mfu})",
             "ratio": cand / base,
             "target": "",
-            "setup": f"{torch.cuda.get_device_name()}, {what}, 32 px, 100 classes, batch {BATCH}, "
+            "case": f"{arch} training images/s; {torch.cuda.get_device_name()}, {what}, 32 px, 100 classes, batch {BATCH}, "
                      f"{flops / 1e9:.2f} GFLOPs/image forward",
         })
     return rows

@@ -47,10 +47,10 @@ def run(args) -> list[dict]:
     w, t = max(base, key=base.get), max(cand, key=cand.get)
     print(f"  torchvision DataLoader img/s by workers: {base}; device loader img/s by threads: {cand}")
     return [{
-        "name": "loader: images/s",
+        "benchmark": "loader",
         "baseline": f"{base[w]:,.0f} (DataLoader + PIL, {w} workers)",
         "candidate": f"{cand[t]:,.0f} (device-resident, {t} thread{'s' if t > 1 else ''})",
         "ratio": cand[t] / base[w],
-        "target": ">= 10x",
-        "setup": f"{len(y):,} images of {what}, crop pad 4 + flip + normalise, batch {BATCH}, CPU",
+        "target": ">= 10",
+        "case": f"images/s; {len(y):,} images of {what}, crop pad 4 + flip + normalise, batch {BATCH}, CPU",
     }]

@@ -5,10 +5,11 @@ A benchmark is a module ``benchmarks/bench_<name>.py`` exposing
     def run(args) -> list[dict]
 
 that measures a candidate and its baseline in the same process and returns one row per
-measurement with the keys ``name``, ``baseline``, ``candidate`` (human-readable values),
-``ratio`` (a float, or None), ``target`` (``">= 10x"``, ``"<= 1.05x"`` or ``""``) and ``setup``
-(what was measured on what data). The dispatcher prints every row as one markdown table and
-writes it to ``benchmarks/results.md``; a ratio that misses its target is marked ``no``.
+measurement with the keys ``benchmark`` (its name), ``case`` (what was measured, on what data),
+``baseline``, ``candidate`` (human-readable values), ``ratio`` (candidate / baseline, a float or
+None), ``target`` (``">= 10"``, ``"<= 1.05"`` or ``""``) and optionally ``ok`` (computed from
+ratio and target when absent). The dispatcher prints every row as one markdown table and writes
+it to ``benchmarks/results.md``.
 
     python benchmarks/run.py                    # everything
     python benchmarks/run.py --only loader      # one benchmark (comma-separated names)
@@ -26,27 +27,29 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-COLUMNS = ("name", "baseline", "candidate", "ratio", "target", "met", "setup")
+COLUMNS = ("benchmark", "case", "baseline", "candidate", "ratio", "target", "ok")
 
 
 def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 
-def met(ratio: float | None, target: str) -> str:
+def meets(ratio: float | None, target: str) -> bool | None:
+    """Whether ``ratio`` satisfies ``target`` (">= 10", "<= 1.05"; a trailing x is allowed)."""
     if ratio is None or not target:
-        return ""
+        return None
     op, value = target.split()
     bound = float(value.rstrip("x"))
-    return "yes" if (ratio >= bound if op == ">=" else ratio <= bound) else "no"
+    return ratio >= bound if op == ">=" else ratio <= bound
 
 
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        row = row | {"met": met(row.get("ratio"), row.get("target", ""))}
+        ok = row.get("ok", meets(row.get("ratio"), row.get("target", "")))
         ratio = row.get("ratio")
-        row["ratio"] = f"{ratio:.2f}x" if isinstance(ratio, float) else (ratio or "")
+        row = row | {"ok": {True: "yes", False: "**no**", None: ""}[ok],
+                     "ratio": f"{ratio:.2f}x" if isinstance(ratio, int | float) else ""}
         lines.append("| " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
     return "\n".join(lines)
 
