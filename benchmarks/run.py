@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{header}\n\n{table(rows)}\n"
     print("\n" + text)
     if args.out:
-        Path(args.out).write_text(f"# make bench {' '.join(sys.argv[1:])}\n\n{text}")
+        options = " ".join(([f"--only {args.only}"] if args.only else []) + (["--quick"] if args.quick else []))
+        Path(args.out).write_text(f"# make bench{f' ARGS={options!r}' if options else ''}\n\n{text}")
     return 0
 
 
