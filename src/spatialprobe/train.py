@@ -29,7 +29,7 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models
+    from . import data, models, tasks
 
     require_number(cfg, "seed", integer=True, minimum=0)
     require_number(cfg, "k", integer=True, minimum=0)
@@ -37,6 +37,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("k", cfg.k, "method=none modifies no unit", [0])
     data.validate(cfg)
     models.validate(cfg)
+    tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
     require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
     require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
@@ -100,7 +101,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .loggers import build_loggers, finish_loggers
     from .measure import count_flops, count_params
     from .models import build_model
-    from .module import Classifier
+    from .tasks import build_module, record_fields
+    from .tasks import callbacks as task_callbacks
 
     t0 = time.time()
     dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
@@ -110,14 +112,14 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         params=count_params(model), flops=count_flops(model, int(cfg.dataset.image_size)),
         units=len(model.unit_names()), data_sizes=dm.sizes(),
     )
-    module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
-                        config=resolved)
+    module = build_module(cfg, model, resolved)  # Classifier, or AugShift with task=augshift
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
-    callbacks = [checkpoint, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch")]
+    callbacks = [checkpoint, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
+                 *task_callbacks(cfg, int(eval_seed))]
     plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
     trainer_args = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
     trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, plugins=plugins,
@@ -149,6 +151,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                         "best": best_path or None},
         "eval_seed": int(eval_seed),
     }
+    fields.update(record_fields(cfg, final, best))  # task, test_cons{S}
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]
     finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
+from . import grid
 from .datamodule import ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
 
@@ -16,6 +17,8 @@ FORMATS = ("auto", "cifar", "folder")
 
 def validate(cfg: DictConfig) -> None:
     """Checks on the dataset keys that need no file access."""
+    if cfg.dataset.get("kind") == "grid":  # grid task (part B): num_classes / image_size derive from its keys
+        grid.validate(cfg)
     require_choice(cfg, "dataset.format", FORMATS)
     require_positive_int(cfg, "dataset.num_classes")
     require_positive_int(cfg, "dataset.image_size")
@@ -58,8 +61,10 @@ def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:
 
 
 def build_datamodule(cfg: DictConfig) -> ArrayDataModule:
-    splits = load_splits(cfg.dataset, cfg.paths.cache_dir)
-    dm = ArrayDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed))
+    is_grid = cfg.dataset.get("kind") == "grid"
+    splits = load_splits(grid.source_config(cfg.dataset) if is_grid else cfg.dataset, cfg.paths.cache_dir)
+    dm = (grid.GridDataModule if is_grid else ArrayDataModule)(splits, cfg.dataset, int(cfg.recipe.batch_size),
+                                                               int(cfg.seed))
     val_size = int(cfg.dataset.val_size or 0)
     if val_size >= len(splits.y["train"]):
         raise ConfigError("dataset.val_size", val_size, f"must be smaller than the {len(splits.y['train'])} "
