@@ -68,6 +68,7 @@ def test_channel_permute_is_a_gather():
     z = torch.arange(6.0).view(1, 6).requires_grad_()
     out = ChannelPermute()(z)
     assert sorted(out[0].tolist()) == list(range(6))
+    assert any(not torch.equal(ChannelPermute()(z), z) for _ in range(5))  # not the identity
     (out * torch.arange(6.0)).sum().backward()
     assert sorted(z.grad[0].tolist()) == list(range(6))
 
