@@ -64,3 +64,26 @@ def make_class_folders(root: Path, num_classes: int = 10, train: int = 8, test: 
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(blob)
     return root
+
+
+# Cityscapes label ids -> train ids used by the fake fixture (road, sidewalk, person, car, unlabeled, ego vehicle)
+CITYSCAPES_IDS = {7: 0, 8: 1, 24: 11, 26: 13, 0: 255, 1: 255}
+
+
+def make_cityscapes(root: Path, splits=("train", "val"), per_split: int = 2, size=(32, 64), seed: int = 0) -> Path:
+    """The Cityscapes layout: leftImg8bit/<split>/<city>/<name>_leftImg8bit.png + gtFine/.../<name>_gtFine_labelIds.png."""
+    rng = np.random.default_rng(seed)
+    ids = np.array(sorted(CITYSCAPES_IDS), dtype=np.uint8)
+    for split in splits:
+        for i in range(per_split):
+            city = "fakecity"
+            name = f"{city}_{i:06d}_000019"
+            img_dir = Path(root) / "leftImg8bit" / split / city
+            gt_dir = Path(root) / "gtFine" / split / city
+            img_dir.mkdir(parents=True, exist_ok=True)
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            labels = ids[rng.integers(0, len(ids), size=size)]
+            image = np.clip(labels[..., None] * 9 + rng.integers(0, 30, size=(*size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(image).save(img_dir / f"{name}_leftImg8bit.png")
+            Image.fromarray(labels).save(gt_dir / f"{name}_gtFine_labelIds.png")
+    return Path(root)

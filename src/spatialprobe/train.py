@@ -29,12 +29,13 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models, speed, surgery
+    from . import data, models, speed, surgery, tasks
 
     require_number(cfg, "seed", integer=True, minimum=0)
     data.validate(cfg)
     models.validate(cfg)
     surgery.validate(cfg)
+    tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
     require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
     require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
@@ -111,8 +112,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .loggers import build_loggers, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
-    from .module import Classifier
     from .speed import apply as apply_speed_options
+    from .tasks import build_module, record_fields
+    from .tasks import callbacks as task_callbacks
 
     t0 = time.time()
     dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
@@ -127,8 +129,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
-    module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
-                        config=resolved, steps_per_epoch=dm.train_batches)
+    module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches)  # Classifier, or AugShift
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
@@ -137,7 +138,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
-                 DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch)]
+                 DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch),
+                 *task_callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit, not Lightning, requeues the job
@@ -171,6 +173,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                         "best": best_path or None},
         "eval_seed": int(eval_seed),
     }
+    fields.update(record_fields(cfg, final, best))  # task, test_cons{S}
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports

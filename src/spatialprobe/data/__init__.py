@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from . import imagefolder, smallimagenet
+from . import grid, imagefolder, smallimagenet
 from .datamodule import LOADERS, PLACEMENTS, ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
 
@@ -42,18 +42,30 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
         raise ConfigError("dataset.val_size", val_size, f"must be smaller than the {len(splits.y['train'])} "
                           "training images")
     return ArrayDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                           channels_last=bool(cfg.model.get("channels_last", False)))
+                           channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                                             channels_last=bool(cfg.model.get("channels_last", False)))
+                                             channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
+
+
+def validate_grid(cfg: DictConfig) -> None:
+    grid.validate(cfg)
+    validate_array(cfg)
+
+
+def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
+    splits = load_splits(grid.source_config(cfg.dataset), cfg.paths.cache_dir)
+    return grid.GridDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
+                               channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
 
 
 #: dataset.kind -> (checks without file access, datamodule builder)
 KINDS = {
     "array": (validate_array, build_array_datamodule),
     "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
+    "grid": (validate_grid, build_grid_datamodule),  # part B: images pasted into an n x n grid
 }
 
 
@@ -61,6 +73,8 @@ def validate(cfg: DictConfig) -> None:
     """Checks on the dataset keys that need no file access."""
     if "kind" in cfg.dataset:
         require_choice(cfg, "dataset.kind", KINDS)
+    # kind-specific keys first: a grid's num_classes and image_size are derived from its own keys
+    KINDS[cfg.dataset.get("kind", "array")][0](cfg)
     require_positive_int(cfg, "dataset.num_classes")
     require_positive_int(cfg, "dataset.image_size")
     require_positive_int(cfg, "dataset.subset", optional=True)
@@ -70,7 +84,6 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.dataset.get(key.split(".")[1])
         if value is None or len(value) != 3:
             raise ConfigError(key, value, "must list 3 values (R, G, B)")
-    KINDS[cfg.dataset.get("kind", "array")][0](cfg)
 
 
 def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:

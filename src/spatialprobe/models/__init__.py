@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from ..config import require_choice, require_number, require_positive_int
+from . import position
 from .base import Family, SpatialNet, init_like_torchvision
 from .mobilenet import MobileNetV2Family
 from .resnet import STEMS, ResNetFamily
@@ -29,12 +30,15 @@ def validate(cfg: DictConfig) -> None:
         require_positive_int(cfg, "model.fc_width")
     if "dropout" in cfg.model:
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
+    position.validate(cfg)  # head (gapnet / permutenet), padding, blurpool
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:
     """Build the unmodified network named by ``model_cfg.arch`` (call under the run's seed)."""
     family = ARCHS[model_cfg.arch]
-    return SpatialNet(family.build(model_cfg.arch, model_cfg, num_classes, image_size), family, model_cfg.arch)
+    body = position.apply_options(family.build(model_cfg.arch, model_cfg, num_classes, image_size), model_cfg,
+                                  num_classes)
+    return SpatialNet(body, family, model_cfg.arch)
 
 
 __all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "unit_count", "validate"]

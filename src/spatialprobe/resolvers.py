@@ -1,0 +1,35 @@
+"""OmegaConf resolvers for values derived from other config keys (registered on import of the package).
+
+``${sp.grid_classes:${.grid},${.target},${.source_classes}}``: the number of targets of the grid
+task (n*n cells for ``location``, the source's classes for ``class``);
+``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side). Invalid inputs resolve to
+None; the config checks (``spatialprobe.data.validate``) then name the key the user set.
+"""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value) if not isinstance(value, bool) and int(value) == float(value) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def grid_classes(grid, target, source_classes):
+    n = _int(grid)
+    if n is None:
+        return None
+    return n * n if target == "location" else _int(source_classes)
+
+
+def mul(a, b):
+    a, b = _int(a), _int(b)
+    return None if a is None or b is None else a * b
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver("sp.grid_classes", grid_classes, replace=True)
+    OmegaConf.register_new_resolver("sp.mul", mul, replace=True)

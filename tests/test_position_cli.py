@@ -1,0 +1,112 @@
+"""Part B through the real entry points: grid training (GAPNet, AugShift, Cons.S), ranking, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY, run_cli
+from fakedata import make_cityscapes
+
+GRID = ["dataset=grid_cifar10", "dataset.grid=3", *TINY, "trainer.max_epochs=1"]
+
+
+def train(args, env, cwd, run_dir):
+    return run_cli("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
+
+
+def one_error_line(p) -> str:
+    assert p.returncode == 2, (p.stdout[-2000:], p.stderr[-2000:])
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("spatialprobe: error: "), lines
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def gapnet_run(fake_cifar10, tmp_path_factory):
+    """A tiny GAPNet on the 3x3 grid location task, with Cons.4, through `python -m spatialprobe.train`."""
+    import os
+
+    tmp = tmp_path_factory.mktemp("gapnet")
+    env = dict(os.environ, SPATIALPROBE_CACHE=str(tmp / "cache"), SPATIALPROBE_RUNS=str(tmp / "runs"),
+               WANDB_MODE="offline", PYTHONWARNINGS="ignore")
+    run_dir = tmp / "run"
+    p = train([*GRID, f"dataset.root={fake_cifar10}", "model=gapnet_resnet18", "eval.consistency=4",
+               "eval.consistency_passes=2"], env, tmp, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return run_dir, env
+
+
+def test_grid_location_with_gapnet_writes_a_complete_record(gapnet_run):
+    run_dir, _ = gapnet_run
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["status"] == "complete" and rec["model"] == "gapnet_resnet18" and rec["dataset"] == "grid_cifar10"
+    assert rec["config"]["dataset"]["num_classes"] == 9 and rec["config"]["dataset"]["image_size"] == 96
+    assert rec["task"] == "classify" and 0.0 <= rec["test_cons4"] <= 100.0 and 0.0 <= rec["test_top1"] <= 100.0
+    assert rec["data_sizes"] == {"train": 160, "val": 64, "test": 64}
+    assert "test_cons4" in (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_rank_and_switch_off_a_trained_gapnet(gapnet_run, tmp_path):
+    run_dir, env = gapnet_run
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    p = run_cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[1,3]", "random_draws=3", "probe_images=48",
+                                      "batch_size=16"], env, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = run_dir / "checkpoints" / "position-overall-image_flip.json"
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "complete" and rec["latent_size"] == 9 and rec["metric"] == "top1"  # GAPNet: latent = logits
+    assert sorted(rec["ranked_channels"]) == list(range(9)) and len(rec["scores"]) == 9
+    assert set(rec["baseline"]) == {"overall", "left", "centre", "right"}
+    assert set(rec["switch_off"]) == {"1", "3"}
+    three = rec["switch_off"]["3"]
+    assert set(three["top"]) == {"overall", "left", "centre", "right"} and len(three["random_draws"]) == 3
+    assert three["random"]["overall"]["mean"] >= 0 and str(out) in p.stdout
+    # N larger than the latent: one line, nothing written
+    p = run_cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[2,10]", f"output={tmp_path / 'x.json'}"], env,
+                tmp_path)
+    line = one_error_line(p)
+    assert "top_n=10" in line and "latent size (9 channels)" in line and "1..9" in line
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_augshift_trains_through_the_entry_point(fake_cifar10, env, tmp_path):
+    run_dir = tmp_path / "run"
+    p = train([*GRID, f"dataset.root={fake_cifar10}", "model=permutenet_resnet18", "task=augshift",
+               "augshift.lambda=0.5", "augshift.shift=8"], env, tmp_path, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["status"] == "complete" and rec["task"] == "augshift"
+    assert rec["config"]["augshift"] == {"lambda": 0.5, "shift": 8}
+    header = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_ce1", "train_ce2", "train_mse", "train_loss_epoch"} <= set(header)
+
+
+def test_rank_a_segmentation_model_on_a_cityscapes_layout(env, tmp_path):
+    root = make_cityscapes(tmp_path / "cityscapes", per_split=2)
+    out = tmp_path / "seg.json"
+    p = run_cli("spatialprobe.rank", ["source=segmentation", f"segmentation.root={root}", "segmentation.size=[32,64]",
+                                      "top_n=[64]", "random_draws=2", "probe_images=2", "batch_size=2",
+                                      "ranking=right", f"output={out}"], env, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["metric"] == "miou" and rec["latent_size"] == 2048 and rec["ranking"] == "right"
+    assert set(rec["switch_off"]["64"]["top"]) == {"overall", "left", "centre", "right"}
+
+
+BAD_TRAIN = [
+    (["dataset.grid=0"], "dataset.grid=0", ">= 1"),
+    (["dataset.target=where"], "dataset.target='where'", "location, class"),
+    (["model=gapnet_resnet18", "model.padding=mirror"], "model.padding='mirror'", "zeros, reflect, replicate, circular"),
+]
+
+
+@pytest.mark.parametrize("extra,needle,hint", BAD_TRAIN, ids=[b[1] for b in BAD_TRAIN])
+def test_bad_grid_input_is_one_line_and_no_complete_record(extra, needle, hint, fake_cifar10, env, tmp_path):
+    run_dir = tmp_path / "run"
+    line = one_error_line(train([*GRID, f"dataset.root={fake_cifar10}", *extra], env, tmp_path, run_dir))
+    assert needle in line and hint in line, line
+    rec = run_dir / "result.json"
+    assert not rec.exists() or json.loads(rec.read_text())["status"] != "complete"
