@@ -1,9 +1,10 @@
 """Cost of a shuffle: fwd+bwd time of a shuffled unit over the same unit without it.
 
-Shapes are the papers' (CIFAR, batch 128, full width): VGG-16's last conv units (conv + BN +
-ReLU, 512 channels on 4x4 and 2x2 maps) and ResNet-50 bottlenecks of layer3 (8x8) and layer4
-(4x4), whose shuffled version also shuffles the skip input. Baseline and candidate are timed
-alternately in the same process; the ratio of their medians is reported.
+Shapes are the papers' (CIFAR, batch 128, full width): VGG-16's last conv units and ResNet-50's
+3x3 conv units of layer3 (256 channels, 8x8) and layer4 (512, 4x4) — conv + BN + ReLU, with the
+shuffle in front — and, as the method really runs, whole ResNet-50 bottlenecks of layer3 and
+layer4, whose shuffled version also permutes the (4x wider) skip input. Baseline and candidate
+are timed alternately in the same process; the ratio of their medians is reported.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def cases(quick: bool):
     batch = 32 if quick else 128
     yield "VGG-16 unit, 512 ch, 4x4", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 4, 4)
     yield "VGG-16 unit, 512 ch, 2x2", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 2, 2)
-    yield "ResNet-50 layer3 bottleneck, 8x8", Bottleneck(1024, 256), "resnet50", torch.randn(batch, 1024, 8, 8)
-    yield "ResNet-50 layer4 bottleneck, 4x4", Bottleneck(2048, 512), "resnet50", torch.randn(batch, 2048, 4, 4)
+    yield "ResNet-50 layer3 3x3 conv unit, 256 ch, 8x8", _vgg_unit(256), "vgg16_bn", torch.randn(batch, 256, 8, 8)
+    yield "ResNet-50 layer4 3x3 conv unit, 512 ch, 4x4", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 4, 4)
+    yield "ResNet-50 layer3 whole bottleneck (shuffled skip), 8x8", Bottleneck(1024, 256), "resnet50", torch.randn(batch, 1024, 8, 8)
+    yield "ResNet-50 layer4 whole bottleneck (shuffled skip), 4x4", Bottleneck(2048, 512), "resnet50", torch.randn(batch, 2048, 4, 4)
 
 
 def run(args) -> list[dict]:
