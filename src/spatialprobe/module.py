@@ -42,9 +42,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
 class Classifier(pl.LightningModule):
     """Trains ``model`` with cross-entropy; logs ``{stage}_loss``, ``{stage}_top1``, ``{stage}_top5`` in percent."""
 
-    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None):
+    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
+                 steps_per_epoch: int | None = None):
         super().__init__()
         self.model = model
+        # Known up front from the data sizes. Lightning's estimated_stepping_batches would build the
+        # train loader before a checkpoint is restored, and the loader's mid-epoch state would be lost.
+        self.steps_per_epoch = steps_per_epoch
         self.recipe = dict(recipe)
         self.config = config or {}
         self.num_classes = num_classes
@@ -101,10 +105,19 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), self.recipe)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        steps = self.trainer.estimated_stepping_batches
-        steps = int(steps) if math.isfinite(steps) else 1
+        if self.steps_per_epoch is not None:
+            steps = self._limited(self.steps_per_epoch) * epochs // max(1, self.trainer.accumulate_grad_batches)
+        else:
+            steps = self.trainer.estimated_stepping_batches
+            steps = int(steps) if math.isfinite(steps) else 1
         scheduler = build_scheduler(optimizer, self.recipe, epochs, steps)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _limited(self, n: int) -> int:
+        limit = self.trainer.limit_train_batches
+        if isinstance(limit, int):
+            return min(n, limit)
+        return max(1, int(n * float(limit))) if limit is not None else n
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # everything needed to rebuild the network from the checkpoint alone (spatialprobe.evaluate)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-MIN_FREE_BYTES = 200 * 2**20  # a run writes checkpoints: refuse to start with less free space than this
+# A run writes checkpoints: refuse to start with less free space than this (MiB, overridable).
+MIN_FREE_MB = 200
 
 
 def hydra_output_dir() -> Path | None:
@@ -29,7 +30,7 @@ def hydra_sweep_name() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
 
 
-def ensure_writable(directory: Path, min_free: int = MIN_FREE_BYTES) -> None:
+def ensure_writable(directory: Path, min_free_mb: float | None = None) -> None:
     """Fail before any work if ``directory`` cannot be created, written, or is (nearly) full."""
     directory = Path(directory)
     try:
@@ -39,7 +40,28 @@ def ensure_writable(directory: Path, min_free: int = MIN_FREE_BYTES) -> None:
     except OSError as err:
         raise UserError(f"output directory {directory} is not writable ({err.strerror or err}); "
                         f"set hydra.run.dir (or paths.run_root) to a writable place") from None
+    if min_free_mb is None:
+        min_free_mb = float(os.environ.get("SPATIALPROBE_MIN_FREE_MB", MIN_FREE_MB))
     free = shutil.disk_usage(directory).free
-    if free < min_free and not os.environ.get("SPATIALPROBE_IGNORE_DISK_SPACE"):
+    if free < min_free_mb * 2**20:
         raise UserError(f"output directory {directory} has only {free / 2**20:.0f} MiB free "
-                        f"(need {min_free / 2**20:.0f} MiB for checkpoints and records)")
+                        f"(need {min_free_mb:.0f} MiB for checkpoints and records; SPATIALPROBE_MIN_FREE_MB sets it)")
+
+
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.run_root")
+
+
+def check_output_overrides(argv: list[str]) -> None:
+    """Hydra creates the output directory before any of our code runs: check the output paths
+    given on the command line (and $SPATIALPROBE_RUNS) first, so a bad one is one clear line."""
+    paths = [("SPATIALPROBE_RUNS", os.environ["SPATIALPROBE_RUNS"])] if os.environ.get("SPATIALPROBE_RUNS") else []
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in OUTPUT_KEYS and value and "$" not in value:
+            paths.append((key, value))
+    for key, value in paths:
+        try:
+            Path(value).expanduser().mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{key}={value!r}: output directory is not writable ({err.strerror or err}); "
+                            "choose a writable place") from None

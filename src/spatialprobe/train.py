@@ -22,7 +22,7 @@ from . import CONF_DIR, __version__
 from .config import check_group_overrides, require_choice, require_number
 from .errors import UserError, one_line, reported
 from .records import RunRecord, config_hash, git_state
-from .runtime import ensure_writable, hydra_output_dir, hydra_sweep_name
+from .runtime import check_output_overrides, ensure_writable, hydra_output_dir, hydra_sweep_name
 
 log = logging.getLogger("spatialprobe")
 
@@ -41,6 +41,8 @@ def validate(cfg: DictConfig) -> None:
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
     require_number(cfg, "recipe.weight_decay", minimum=0)
     require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
+    require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
+    require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
     require_choice(cfg, "logger.name", ["csv", "wandb"])
     if cfg.logger.name == "wandb":
         from .loggers import WANDB_MODES
@@ -81,7 +83,12 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     try:
         result = _train(cfg, run_dir, resolved, record, resume_from)
     except BaseException as err:
-        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        if isinstance(err, KeyboardInterrupt):
+            reason = "interrupted (KeyboardInterrupt); re-run to resume"
+        elif isinstance(err, SystemExit):
+            reason = str(err) if str(err) and not str(err).lstrip("-").isdigit() else f"interrupted (exit {err.code})"
+        else:
+            reason = f"{type(err).__name__}: {err}"
         record.fail(" ".join(reason.split()))
         raise
     return result
@@ -94,7 +101,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import SeedSchedule, derived_seed
+    from .callbacks import AtomicCheckpointIO, DebugFaults, ResumableCheckpoint, SeedSchedule, derived_seed
     from .data import build_datamodule
     from .loggers import build_loggers, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
@@ -114,14 +121,19 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
-                        config=resolved)
+                        config=resolved, steps_per_epoch=dm.train_batches())
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
-    callbacks = [checkpoint, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch")]
-    plugins = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []  # submitit requeues
+    resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
+                                    cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
+    callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
+                 DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch)]
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit, not Lightning, requeues the job
     trainer_args = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
     trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, plugins=plugins,
                          **trainer_args)
@@ -192,6 +204,7 @@ def _sweep_job(cfg: DictConfig) -> float | None:
 def main() -> None:
     with reported():
         check_group_overrides(sys.argv[1:])
+        check_output_overrides(sys.argv[1:])
     _hydra_main()
 
 

@@ -42,6 +42,10 @@ class ArrayDataModule(pl.LightningDataModule):
         self.classes = splits.classes
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
+    def train_batches(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch (the training loader drops its last partial batch)."""
+        return len(self.arrays["train"][1]) // world_size // self.batch_size
+
     def sizes(self) -> dict[str, int]:
         return {k: len(v[1]) for k, v in self.arrays.items()}
 
@@ -73,7 +77,10 @@ class ArrayDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> TensorBatches:
-        return self._loader("train", True)
+        loader = self._loader("train", True)
+        if self.trainer is not None:
+            loader.progress_fn = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return loader
 
     def val_dataloader(self) -> TensorBatches:
         return self._loader("val", False)

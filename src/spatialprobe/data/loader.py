@@ -3,8 +3,11 @@
 The whole split lives as one ``(N, H, W, 3)`` uint8 tensor on the training device. Each batch is
 gathered with one index, then randomly cropped (zero padding in pixel space, as torchvision's
 ``RandomCrop(padding=4)``), flipped and normalised for the whole batch at once. The order of an
-epoch is a permutation drawn from ``(seed, epoch)``, so identical seeds give identical batches
-and a resumed run sees exactly the batches it would have seen.
+epoch is a permutation drawn from ``(seed, epoch)`` and the augmentation of batch b from
+``(seed, epoch, b)``, so identical seeds give identical batches. The loader is *stateful* in
+Lightning's sense: a checkpoint taken mid-epoch records how many batches of the epoch were
+trained, and a run resumed from it continues with exactly the batches an uninterrupted run
+would have seen next.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class TensorBatches:
         self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
         self.drop_last, self.seed, self.epoch_fn = drop_last, seed, epoch_fn or (lambda: 0)
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
+        self.progress_fn: Callable[[], int] | None = None  # batches of the current epoch already trained
+        self._resume_at: int = 0  # set by load_state_dict: batches of the epoch to skip on the next iter()
         dev = images.device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1) * 255.0
         self.inv_std = 1.0 / (torch.tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1) * 255.0)
@@ -89,13 +94,23 @@ class TensorBatches:
         x = (x - self.mean) * self.inv_std
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
+    # Lightning's stateful-iterable protocol (used for mid-epoch checkpoints)
+    def state_dict(self) -> dict:
+        done = self.progress_fn() if self.progress_fn is not None else 0
+        return {"epoch": int(self.epoch_fn()), "batches_done": int(done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        done = int(state.get("batches_done", 0))
+        self._resume_at = done if 0 < done < len(self) and int(state.get("epoch", -1)) == int(self.epoch_fn()) else 0
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        start, self._resume_at = self._resume_at, 0
+        epoch = self.epoch_fn()
         idx = self._indices()
-        g = epoch_generator(self.seed, self.epoch_fn(), stream=1)
         dev = self.images.device
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size].to(dev)
             x = self.images[sel]
             if self.augment:
-                x = random_crop_flip(x, self.pad, True, g)
+                x = random_crop_flip(x, self.pad, True, epoch_generator(self.seed, epoch, stream=1 + b))
             yield self.normalise(x), self.labels[sel]
