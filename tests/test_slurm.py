@@ -35,6 +35,13 @@ def read(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
+def slurm_jobs(sweep_dir: Path) -> list[str]:
+    """SLURM job ids of a sweep from submitit's folders: array tasks ("6_0", "6_1"), or a single job ("4")."""
+    names = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir())
+    tasks = [n for n in names if "_" in n]
+    return tasks or names
+
+
 def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp_path):
     sweep_dir = tmp_path / "sweeps" / "slurm_tiny"  # fresh per test: its own submitit folder
     args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
@@ -47,7 +54,7 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
     assert sorted(r["k"] for r in records) == [0, 1, 2]
     assert all(r["status"] == "complete" and r["method"] == "channel_shuffle" for r in records)
     assert all(r["host"] and r["test_top1"] is not None for r in records)
-    jobs = sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir())
+    jobs = slurm_jobs(sweep_dir)
     assert len(jobs) == 3  # one SLURM array task per K
     sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"], capture_output=True,
                            text=True).stdout.split()
@@ -77,7 +84,7 @@ def test_usr2_preempted_job_is_requeued_and_continues_from_its_checkpoint(bigger
                 break
             time.sleep(0.5)
         assert ckpt is not None, f"no checkpoint appeared; launcher exited with {proc.poll()}"
-        job_id = next(p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir())  # "4", or "4_0" in an array
+        (job_id,) = slurm_jobs(sweep_dir)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # what SLURM sends before preemption
         out, err = proc.communicate(timeout=900)
     finally:
