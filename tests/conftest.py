@@ -52,5 +52,15 @@ def run_cli(module: str, args: list[str], env: dict, cwd: Path, timeout: int = 6
                           timeout=timeout)
 
 
+def compose_train(*overrides: str):
+    """The composed training config, as `python -m spatialprobe.train <overrides>` would see it."""
+    from hydra import compose, initialize_config_dir
+
+    from spatialprobe import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
 def needs_shared_cifar() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"real CIFAR-10 not found at {CIFAR10_JPG}")

@@ -116,7 +116,7 @@ def evaluate(cfg: DictConfig) -> dict:
                           cfg.eval.device if cfg.eval.device != "auto" else "cpu")
     model = model.to(device).eval()
     loader = TensorBatches(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device), int(cfg.eval.batch_size),
-                           ds.mean, ds.std)
+                           ds.mean, ds.std, size=int(ds.image_size))  # upsampled data sets: resized on the device
     active = [op for op in stochastic_ops(model) if op.active]
     passes = int(cfg.eval.passes) if active else 1  # a deterministic network gives the same answer every pass
     seed = int(cfg.eval.seed) if cfg.eval.seed is not None else int(tcfg.seed) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,11 +16,22 @@ from .errors import DivergenceError
 STAGES = ("train", "val", "test")
 
 
-def build_optimizer(params, recipe: dict) -> torch.optim.Optimizer:
+def effective_lr(recipe: dict, world_size: int = 1) -> float:
+    """``recipe.lr``, scaled linearly with the global batch when ``recipe.lr_scale_batch`` is set.
+
+    lr_used = lr * batch_size * world_size / lr_scale_batch (Goyal et al. 2017): the ImageNet recipe's
+    0.1 per 256 images. ``batch_size`` is per device, so the global batch counts every device.
+    """
+    per = recipe.get("lr_scale_batch")
+    return float(recipe["lr"]) * (int(recipe["batch_size"]) * world_size / per if per else 1.0)
+
+
+def build_optimizer(params, recipe: dict, world_size: int = 1) -> torch.optim.Optimizer:
+    lr = effective_lr(recipe, world_size)
     if recipe["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=recipe["lr"], betas=tuple(recipe.get("betas", (0.9, 0.999))),
+        return torch.optim.Adam(params, lr=lr, betas=tuple(recipe.get("betas", (0.9, 0.999))),
                                 weight_decay=recipe["weight_decay"])
-    return torch.optim.SGD(params, lr=recipe["lr"], momentum=recipe["momentum"],
+    return torch.optim.SGD(params, lr=lr, momentum=recipe["momentum"],
                            nesterov=bool(recipe.get("nesterov", False)), weight_decay=recipe["weight_decay"])
 
 
@@ -31,7 +43,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
         sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe["gamma"])
         return {"scheduler": sched, "interval": "epoch"}
     if kind == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe["lr"], total_steps=max(1, total_steps))
+        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                                                    total_steps=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}
     if kind == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
@@ -43,11 +56,12 @@ class Classifier(pl.LightningModule):
     """Trains ``model`` with cross-entropy; logs ``{stage}_loss``, ``{stage}_top1``, ``{stage}_top5`` in percent."""
 
     def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
-                 steps_per_epoch: int | None = None):
+                 steps_per_epoch: int | Callable[[int], int] | None = None):
         super().__init__()
         self.model = model
         # Known up front from the data sizes. Lightning's estimated_stepping_batches would build the
         # train loader before a checkpoint is restored, and the loader's mid-epoch state would be lost.
+        # A callable gets the number of processes (DDP: every rank trains on its share of the data).
         self.steps_per_epoch = steps_per_epoch
         self.recipe = dict(recipe)
         self.config = config or {}
@@ -69,7 +83,7 @@ class Classifier(pl.LightningModule):
             if name.startswith(stage + "_"):
                 metric.update(logits, y)
         self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage != "test",
-                 batch_size=len(y))
+                 batch_size=len(y), sync_dist=stage != "train")  # DDP: evaluation losses averaged over ranks
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -90,7 +104,8 @@ class Classifier(pl.LightningModule):
     def _log_accuracy(self, stage: str) -> None:
         for name, metric in self.accuracy.items():
             if name.startswith(stage + "_"):
-                self.log(name, metric.compute() * 100.0, prog_bar=name.endswith("top1"))
+                # compute() already gathers every rank's counts; sync_dist only marks the value as global
+                self.log(name, metric.compute() * 100.0, prog_bar=name.endswith("top1"), sync_dist=True)
                 metric.reset()
 
     def on_train_epoch_end(self) -> None:
@@ -103,10 +118,12 @@ class Classifier(pl.LightningModule):
         self._log_accuracy("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), self.recipe)
+        optimizer = build_optimizer(self.parameters(), self.recipe, self.trainer.world_size)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         if self.steps_per_epoch is not None:
-            steps = self._limited(self.steps_per_epoch) * epochs // max(1, self.trainer.accumulate_grad_batches)
+            per_epoch = self.steps_per_epoch
+            per_epoch = per_epoch(self.trainer.world_size) if callable(per_epoch) else per_epoch
+            steps = self._limited(per_epoch) * epochs // max(1, self.trainer.accumulate_grad_batches)
         else:
             steps = self.trainer.estimated_stepping_batches
             steps = int(steps) if math.isfinite(steps) else 1

@@ -98,8 +98,9 @@ def git_state(repo: Path) -> dict:
 class RunRecord:
     """The result record of one run directory."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, write: bool = True):
         self.run_dir = Path(run_dir)
+        self.write = write  # False in DDP processes other than rank 0: they read the record, never write it
         self.path = self.run_dir / RECORD_NAME
         self.data: dict[str, Any] = read_json(self.path) or {}
         self._t0 = time.time()
@@ -143,4 +144,5 @@ class RunRecord:
         config = self.data.pop("config", None)
         if config is not None:
             self.data["config"] = config
-        write_json_atomic(self.path, self.data)
+        if self.write:
+            write_json_atomic(self.path, self.data)

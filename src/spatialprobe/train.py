@@ -29,7 +29,7 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models, surgery
+    from . import data, models, speed, surgery
 
     require_number(cfg, "seed", integer=True, minimum=0)
     data.validate(cfg)
@@ -39,6 +39,8 @@ def validate(cfg: DictConfig) -> None:
     require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
+    require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
+    speed.validate(cfg)  # channels_last, compile, precision
     require_number(cfg, "recipe.weight_decay", minimum=0)
     require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
@@ -57,12 +59,15 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """Train and test one configuration; return its (complete) result record."""
+    from .speed import check_devices, is_global_zero
+
     validate(cfg)
+    check_devices(cfg)  # GPU present, bf16 support, devices vs SLURM tasks: before anything is written
     run_dir = Path(run_dir or hydra_output_dir() or Path(cfg.paths.run_root) / cfg.name)
     ensure_writable(run_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = config_hash(resolved)
-    record = RunRecord(run_dir)
+    record = RunRecord(run_dir, write=is_global_zero())  # DDP: every process runs this; rank 0 keeps the record
     if record.data.get("config_hash") not in (None, chash) and record.status == "complete":
         raise UserError(f"{run_dir} already holds a complete run of a different configuration "
                         f"(config_hash {record.data['config_hash']}); choose another hydra.run.dir")
@@ -107,6 +112,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .module import Classifier
+    from .speed import apply as apply_speed_options
 
     t0 = time.time()
     dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
@@ -120,8 +126,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         modified_unit_names=report.unit_names, receptive_field=receptive_field(model),
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
+    apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
     module = Classifier(model, int(cfg.dataset.num_classes), OmegaConf.to_container(cfg.recipe, resolve=True),
-                        config=resolved, steps_per_epoch=dm.train_batches())
+                        config=resolved, steps_per_epoch=dm.train_batches)
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
@@ -166,6 +173,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     }
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]
+    if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports
+        return record.data
     finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],
                                      "k": int(cfg.k), "method": cfg.method.name})
     record.complete(**fields)

@@ -4,19 +4,63 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from .datamodule import ArrayDataModule
+from . import imagefolder, smallimagenet
+from .datamodule import LOADERS, PLACEMENTS, ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
 
-FORMATS = ("auto", "cifar", "folder")
+FORMATS = ("auto", "cifar", "folder", "smallimagenet")
+
+
+def native_size(ds: DictConfig) -> int:
+    """The size of the stored images; ``image_size`` (the model's input) may differ: upsampled CIFAR."""
+    return int(ds.get("native_size") or ds.image_size)
+
+
+def validate_array(cfg: DictConfig) -> None:
+    """Keys of the in-memory 32/64 px sets (CIFAR, Small-ImageNet, small class-folder sets)."""
+    require_choice(cfg, "dataset.format", FORMATS)
+    for key, choices in (("loader", LOADERS), ("placement", PLACEMENTS)):
+        if key in cfg.dataset:
+            require_choice(cfg, f"dataset.{key}", choices)
+    require_number(cfg, "dataset.num_workers", integer=True, minimum=0, optional=True)
+    require_positive_int(cfg, "dataset.native_size", optional=True)
+    size = cfg.dataset.image_size
+    if size != native_size(cfg.dataset) and size % 32:
+        raise ConfigError("dataset.image_size", size, f"must be a positive multiple of 32 to resize the stored "
+                          f"{native_size(cfg.dataset)} px {cfg.dataset.name} images", [32, 64, 96, "..."])
+
+
+def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
+    splits = load_splits(cfg.dataset, cfg.paths.cache_dir)
+    val_size = int(cfg.dataset.val_size or 0)
+    if val_size >= len(splits.y["train"]):
+        raise ConfigError("dataset.val_size", val_size, f"must be smaller than the {len(splits.y['train'])} "
+                          "training images")
+    return ArrayDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
+                           channels_last=bool(cfg.model.get("channels_last", False)))
+
+
+def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
+    return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
+                                             channels_last=bool(cfg.model.get("channels_last", False)))
+
+
+#: dataset.kind -> (checks without file access, datamodule builder)
+KINDS = {
+    "array": (validate_array, build_array_datamodule),
+    "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
+}
 
 
 def validate(cfg: DictConfig) -> None:
     """Checks on the dataset keys that need no file access."""
-    require_choice(cfg, "dataset.format", FORMATS)
+    if "kind" in cfg.dataset:
+        require_choice(cfg, "dataset.kind", KINDS)
     require_positive_int(cfg, "dataset.num_classes")
     require_positive_int(cfg, "dataset.image_size")
     require_positive_int(cfg, "dataset.subset", optional=True)
@@ -26,45 +70,45 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.dataset.get(key.split(".")[1])
         if value is None or len(value) != 3:
             raise ConfigError(key, value, "must list 3 values (R, G, B)")
+    KINDS[cfg.dataset.get("kind", "array")][0](cfg)
 
 
 def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:
     """Read the data set named by ``ds`` into uint8 arrays (decoding at most once)."""
     root = Path(str(ds.root)).expanduser()
-    fmt = ds.format
+    fmt, name = ds.format, ds.get("source") or ds.name  # source: whose files an upsampled variant reads
     if fmt == "auto":
-        if is_archive(root) or (root.is_dir() and has_class_folders(root) and not has_cifar_batches(ds.name, root)):
+        if smallimagenet.has_batches(root):
+            fmt = "smallimagenet"
+        elif is_archive(root) or (root.is_dir() and has_class_folders(root) and not has_cifar_batches(name, root)):
             fmt = "folder"
         else:
             fmt = "cifar"
     if fmt == "cifar":
-        if ds.name not in ("cifar10", "cifar100"):
-            raise ConfigError("dataset.format", "cifar", f"torchvision batches exist only for CIFAR, not {ds.name}",
+        if name not in ("cifar10", "cifar100"):
+            raise ConfigError("dataset.format", "cifar", f"torchvision batches exist only for CIFAR, not {name}",
                               ["folder"])
         if root.exists() and not root.is_dir():
             raise DataError(f"{root}: dataset.root must be a directory or a .tar.gz/.tar archive")
-        splits = load_cifar(ds.name, root, bool(ds.download), bool(ds.get("verify", True)))
+        splits = load_cifar(name, root, bool(ds.download), bool(ds.get("verify", True)))
+    elif fmt == "smallimagenet":
+        splits = smallimagenet.load_small_imagenet(root, native_size(ds), cache_dir)
     else:
-        splits = load_folder(root, int(ds.image_size), cache_dir)
+        splits = load_folder(root, native_size(ds), cache_dir)
     if splits.num_classes != ds.num_classes:
         raise DataError(
             f"{splits.origin}: found {splits.num_classes} classes but dataset.num_classes={ds.num_classes} "
             f"for {ds.name}"
         )
-    size = splits.x["train"].shape[1]
-    if size != ds.image_size:
-        raise DataError(f"{splits.origin}: images are {size} px but dataset.image_size={ds.image_size}")
+    size, key = splits.x["train"].shape[1], "native_size" if ds.get("native_size") else "image_size"
+    if size != native_size(ds):
+        raise DataError(f"{splits.origin}: images are {size} px but dataset.{key}={native_size(ds)}")
     return splits
 
 
-def build_datamodule(cfg: DictConfig) -> ArrayDataModule:
-    splits = load_splits(cfg.dataset, cfg.paths.cache_dir)
-    dm = ArrayDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed))
-    val_size = int(cfg.dataset.val_size or 0)
-    if val_size >= len(splits.y["train"]):
-        raise ConfigError("dataset.val_size", val_size, f"must be smaller than the {len(splits.y['train'])} "
-                          "training images")
-    return dm
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The datamodule of ``dataset.kind`` (reads, or decodes once and caches, the data)."""
+    return KINDS[cfg.dataset.get("kind", "array")][1](cfg)
 
 
-__all__ = ["ArrayDataModule", "Splits", "build_datamodule", "load_splits", "validate"]
+__all__ = ["KINDS", "ArrayDataModule", "Splits", "build_datamodule", "load_splits", "validate"]

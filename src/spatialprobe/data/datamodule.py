@@ -2,13 +2,60 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
 from .loader import TensorBatches
 from .sources import Splits
+from .torchpath import ArrayImages, array_transform, make_loader
+
+log = logging.getLogger("spatialprobe")
+
+LOADERS = ("device", "torch")
+PLACEMENTS = ("auto", "device", "host")
+DEVICE_MEMORY_FRACTION = 0.5  # placement=auto: a split goes to the GPU if it takes at most this much of its free memory
+
+
+def as_tensor(x: np.ndarray) -> torch.Tensor:
+    """A CPU tensor sharing ``x``'s memory (a memory-mapped cache stays memory-mapped)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")  # read-only memmaps; nothing writes to them
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def place(x: np.ndarray, device: torch.device, placement: str) -> torch.Tensor:
+    """Where a split's images live: on ``device`` as one tensor, or in host memory (gathered per batch).
+
+    ``auto``: on a GPU when the split fits into half of its free memory, else in host memory; on
+    the CPU the array is used where it is (a memory-mapped cache is not copied into RAM).
+    ``device`` forces one tensor on the device (on the CPU: a RAM copy of a memory-mapped cache);
+    ``host`` keeps the images in host memory.
+    """
+    if placement == "device" and device.type == "cpu" and isinstance(x, np.memmap):
+        return torch.from_numpy(np.array(x))
+    t = as_tensor(x)
+    if placement == "host" or device.type == "cpu":
+        return t
+    if placement == "auto" and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if t.nbytes > DEVICE_MEMORY_FRACTION * free:
+            log.info("%.1f GiB of images stay in host memory (%.1f GiB free on %s); batches are gathered there",
+                     t.nbytes / 2**30, free / 2**30, device)
+            return t
+    return t.to(device)
+
+
+def train_batches(n: int, batch_size: int, world_size: int, padded: bool) -> int:
+    """Full batches per rank and epoch: the device loader gives every rank n // world_size images,
+    Lightning's DistributedSampler (``padded``, for torch DataLoaders) ceil(n / world_size)."""
+    per_rank = -(-n // world_size) if padded else n // world_size
+    return per_rank // batch_size
 
 
 def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -22,9 +69,12 @@ class ArrayDataModule(pl.LightningDataModule):
     test split doubles as the validation split (as in the papers, which report test accuracy).
     """
 
-    def __init__(self, splits: Splits, ds: DictConfig, batch_size: int, seed: int, eval_batch_size: int | None = None):
+    def __init__(self, splits: Splits, ds: DictConfig, batch_size: int, seed: int, eval_batch_size: int | None = None,
+                 channels_last: bool = False):
         super().__init__()
-        self.ds, self.batch_size, self.seed = ds, batch_size, seed
+        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        self.loader = ds.get("loader", "device")
+        self.size = int(ds.image_size)
         self.eval_batch_size = eval_batch_size or batch_size
         eval_n = ds.get("eval_subset") or ds.get("subset")
         x_train, y_train = splits.x["train"], splits.y["train"]
@@ -44,23 +94,34 @@ class ArrayDataModule(pl.LightningDataModule):
 
     def train_batches(self, world_size: int = 1) -> int:
         """Optimizer steps per epoch (the training loader drops its last partial batch)."""
-        return len(self.arrays["train"][1]) // world_size // self.batch_size
+        return train_batches(len(self.arrays["train"][1]), self.batch_size, world_size, padded=self.loader == "torch")
 
     def sizes(self) -> dict[str, int]:
         return {k: len(v[1]) for k, v in self.arrays.items()}
 
     def setup(self, stage: str | None = None) -> None:
+        if self.loader != "device":
+            return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        placed: dict[tuple, torch.Tensor] = {}  # val and test are often the same images: place them once
         for split, (x, y) in self.arrays.items():
-            if split not in self.tensors or self.tensors[split][0].device != device:
-                self.tensors[split] = (
-                    torch.from_numpy(np.ascontiguousarray(x)).to(device),
-                    torch.from_numpy(np.ascontiguousarray(y)).to(device),
-                )
+            if split not in self.tensors or self.tensors[split][1].device != device:
+                key = (x.__array_interface__["data"][0], x.shape)
+                if key not in placed:
+                    placed[key] = place(x, device, self.ds.get("placement", "auto"))
+                self.tensors[split] = (placed[key], torch.from_numpy(np.ascontiguousarray(y)).to(device))
 
-    def _loader(self, split: str, train: bool) -> TensorBatches:
-        x, y = self.tensors[split]
+    def _loader(self, split: str, train: bool) -> TensorBatches | DataLoader:
         trainer = self.trainer
+        epoch_fn = (lambda: trainer.current_epoch) if trainer is not None else None
+        if self.loader == "torch":
+            x, y = self.arrays[split]
+            transform = array_transform(train and bool(self.ds.augment), self.ds.mean, self.ds.std,
+                                        native_size=x.shape[1], size=self.size)
+            return make_loader(ArrayImages(x, y, transform), self.batch_size if train else self.eval_batch_size,
+                               train=train, seed=self.seed, epoch_fn=epoch_fn or (lambda: 0),
+                               num_workers=int(self.ds.get("num_workers", 0)), pin_memory=True)
+        x, y = self.tensors[split]
         return TensorBatches(
             x,
             y,
@@ -71,19 +132,22 @@ class ArrayDataModule(pl.LightningDataModule):
             augment=train and bool(self.ds.augment),
             drop_last=train,
             seed=self.seed,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else None,
+            epoch_fn=epoch_fn,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            channels_last=self.channels_last,
+            size=self.size,
+            device=y.device,
         )
 
-    def train_dataloader(self) -> TensorBatches:
+    def train_dataloader(self) -> TensorBatches | DataLoader:
         loader = self._loader("train", True)
-        if self.trainer is not None:
+        if self.trainer is not None and isinstance(loader, TensorBatches):  # the torch path restarts its epoch
             loader.progress_fn = lambda: self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
         return loader
 
-    def val_dataloader(self) -> TensorBatches:
+    def val_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("val", False)
 
-    def test_dataloader(self) -> TensorBatches:
+    def test_dataloader(self) -> TensorBatches | DataLoader:
         return self._loader("test", False)

@@ -1,9 +1,11 @@
 """Batches straight from a uint8 tensor: the fast path for 32/64 px data sets.
 
-The whole split lives as one ``(N, H, W, 3)`` uint8 tensor on the training device. Each batch is
-gathered with one index, then randomly cropped (zero padding in pixel space, as torchvision's
-``RandomCrop(padding=4)``), flipped and normalised for the whole batch at once. The order of an
-epoch is a permutation drawn from ``(seed, epoch)`` and the augmentation of batch b from
+The whole split lives as one ``(N, H, W, 3)`` uint8 tensor on the training device (or, when it
+does not fit there, as a memory-mapped array in host memory that every batch is gathered from).
+Each batch is gathered with one ``index_select``, then randomly cropped (zero padding in pixel
+space, as torchvision's ``RandomCrop(padding=4)``), flipped and normalised for the whole batch at
+once on the device, and optionally resized to the model's input size (upsampled CIFAR). The order
+of an epoch is a permutation drawn from ``(seed, epoch)`` and the augmentation of batch b from
 ``(seed, epoch, b)``, so identical seeds give identical batches. The loader is *stateful* in
 Lightning's sense: a checkpoint taken mid-epoch records how many batches of the epoch were
 trained, and a run resumed from it continues with exactly the batches an uninterrupted run
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+from torch.nn import functional as F
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
@@ -24,24 +27,42 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return g
 
 
-def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of a uint8 NHWC batch, vectorised."""
+def crop_view(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Random crops of the zero-padded uint8 NHWC batch ``x``, as an ``(N, C, H, W)`` view.
+
+    The padded batch is unfolded into all ``(2 pad + 1)^2`` windows (a view, nothing is copied) and
+    one window per image is picked with a single index, so the crop costs one gather.
+    """
     n, h, w, _ = x.shape
-    if pad > 0:
-        x = torch.nn.functional.pad(x, (0, 0, pad, pad, pad, pad))  # pads W then H of NHWC
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
-        rows = dy[:, None] + torch.arange(h, device=x.device)  # (n, h)
-        cols = dx[:, None] + torch.arange(w, device=x.device)  # (n, w)
-        x = x[torch.arange(n, device=x.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    padded = F.pad(x, (0, 0, pad, pad, pad, pad))  # pads W then H of NHWC
+    windows = padded.unfold(1, h, 1).unfold(2, w, 1)  # (n, 2p+1, 2p+1, c, h, w)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device)
+    return windows[torch.arange(n, device=x.device), dy, dx]
+
+
+def flip_rows(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Indices of the images to mirror (each with probability 1/2)."""
+    return (torch.rand(n, generator=g) < 0.5).nonzero().squeeze(1).to(device)
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip of a uint8 NHWC batch; NHWC out."""
+    out = crop_view(x, pad, g).contiguous() if pad > 0 else x.permute(0, 3, 1, 2).contiguous()
     if flip:
-        mask = (torch.rand(n, generator=g) < 0.5).to(x.device)
-        x = torch.where(mask[:, None, None, None], x.flip(2), x)
-    return x
+        rows = flip_rows(len(x), g, x.device)
+        out[rows] = out[rows].flip(-1)
+    return out.permute(0, 2, 3, 1)
 
 
 class TensorBatches:
-    """An iterable of ``(images, labels)`` batches over uint8 NHWC data (a Lightning dataloader)."""
+    """An iterable of ``(images, labels)`` batches over uint8 NHWC data (a Lightning dataloader).
+
+    ``images`` normally sits on the training device. It may also be a CPU tensor (for example over
+    a memory-mapped cache) while ``device`` is a GPU: then each batch is gathered in host memory
+    and copied over, and everything after the gather still runs on the device. ``size`` resizes
+    every batch (bilinear) after crop and flip, so the augmentation is the same at every size.
+    """
 
     def __init__(
         self,
@@ -60,18 +81,22 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         channels_last: bool = False,
+        size: int | None = None,
+        device: torch.device | str | None = None,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 (N, H, W, C) tensor")
-        self.images, self.labels = images, labels
+        self.images = images
+        self.device = torch.device(device) if device is not None else images.device
+        self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.augment, self.pad = batch_size, shuffle, augment, pad
         self.drop_last, self.seed, self.epoch_fn = drop_last, seed, epoch_fn or (lambda: 0)
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
+        self.size = size if size and size != images.shape[1] else None
         self.progress_fn: Callable[[], int] | None = None  # batches of the current epoch already trained
         self._resume_at: int = 0  # set by load_state_dict: batches of the epoch to skip on the next iter()
-        dev = images.device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1) * 255.0)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255.0)
 
     def _indices(self) -> torch.Tensor:
         n = len(self.images)
@@ -88,11 +113,34 @@ class TensorBatches:
         n = len(self.images) // self.world_size if self.world_size > 1 else len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def _gather(self, sel: torch.Tensor) -> torch.Tensor:
+        x = self.images.index_select(0, sel)
+        if x.device != self.device:  # host-resident split: copy the gathered batch over
+            if self.device.type == "cuda":
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=True)
+        return x
+
+    def transform(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 NHWC batch -> (cropped, flipped) normalised float NCHW batch, on the device."""
+        augment = self.augment and g is not None
+        view = crop_view(x, self.pad, g) if augment and self.pad > 0 else x.permute(0, 3, 1, 2)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(view.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
+        out.copy_(view)
+        if augment:
+            rows = flip_rows(len(x), g, x.device)
+            out[rows] = out[rows].flip(-1)
+        out.sub_(self.mean).mul_(self.inv_std)
+        if self.size is not None:
+            out = F.interpolate(out, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                antialias=self.size < x.shape[1])
+            out = out.contiguous(memory_format=fmt)
+        return out
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC -> normalised float NCHW."""
-        x = x.permute(0, 3, 1, 2).float()
-        x = (x - self.mean) * self.inv_std
-        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        """uint8 NHWC -> normalised float NCHW, without augmentation."""
+        return self.transform(x)
 
     # Lightning's stateful-iterable protocol (used for mid-epoch checkpoints)
     def state_dict(self) -> dict:
@@ -107,10 +155,8 @@ class TensorBatches:
         start, self._resume_at = self._resume_at, 0
         epoch = self.epoch_fn()
         idx = self._indices()
-        dev = self.images.device
+        idx = idx.to(self.images.device)
         for b in range(start, len(self)):
-            sel = idx[b * self.batch_size : (b + 1) * self.batch_size].to(dev)
-            x = self.images[sel]
-            if self.augment:
-                x = random_crop_flip(x, self.pad, True, epoch_generator(self.seed, epoch, stream=1 + b))
-            yield self.normalise(x), self.labels[sel]
+            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            g = epoch_generator(self.seed, epoch, stream=1 + b) if self.augment else None
+            yield self.transform(self._gather(sel), g), self.labels[sel.to(self.device)]

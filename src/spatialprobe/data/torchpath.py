@@ -1,0 +1,72 @@
+"""The classic input pipeline: a torch ``DataLoader`` over per-image PIL / torchvision transforms.
+
+Used for ImageNet (JPEG files, decoded in worker processes) and, with ``dataset.loader=torch``,
+for the in-memory 32/64 px sets, where it is the reference the device-resident loader
+(:mod:`spatialprobe.data.loader`) is benchmarked against and a fallback. Epoch order comes from
+``(seed, epoch)`` here too, through :class:`EpochSampler`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms as T
+
+from .loader import epoch_generator
+
+
+def array_transform(augment: bool, mean: Sequence[float], std: Sequence[float], pad: int = 4,
+                    native_size: int = 32, size: int | None = None) -> T.Compose:
+    """torchvision's CIFAR pipeline: RandomCrop(pad) + flip, [Resize], ToTensor, Normalize."""
+    steps: list = []
+    if augment:
+        steps += [T.RandomCrop(native_size, padding=pad), T.RandomHorizontalFlip()]
+    if size and size != native_size:
+        steps.append(T.Resize((size, size), interpolation=T.InterpolationMode.BILINEAR))
+    steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
+    return T.Compose(steps)
+
+
+class ArrayImages(Dataset):
+    """uint8 ``(N, H, W, 3)`` images (in memory or memory-mapped) as PIL images through ``transform``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(Image.fromarray(np.asarray(self.images[i]))), int(self.labels[i])
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``: the device loader's epoch order."""
+
+    def __init__(self, n: int, seed: int, epoch_fn: Callable[[], int]):
+        self.n, self.seed, self.epoch_fn = n, seed, epoch_fn
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch_fn())).tolist())
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch_fn: Callable[[], int],
+                num_workers: int, pin_memory: bool) -> DataLoader:
+    """A DataLoader with worker processes, pinned memory (when a GPU is used) and seeded epoch order."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(len(dataset), seed, epoch_fn) if train else None,
+        drop_last=train,
+        num_workers=num_workers,
+        pin_memory=pin_memory and torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # worker seeds: the same for the same run seed
+    )

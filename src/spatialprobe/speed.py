@@ -1,0 +1,132 @@
+"""Speed options: channels_last, torch.compile, mixed precision, and multi-device (DDP) runs.
+
+* ``model.channels_last``: the network and the device loader's batches use NHWC memory (fast
+  convolutions with cuDNN / tensor cores).
+* ``model.compile``: ``torch.compile`` (``true`` or a mode such as ``max-autotune``), in place, so
+  parameter names and checkpoints are those of the uncompiled network.
+* ``trainer.precision``: Lightning's (``32-true``, ``16-mixed``, ``bf16-mixed``, ...). Checked
+  against the device before anything runs: bf16 on a GPU without bfloat16 is an error naming the
+  alternatives; fp16 autocast on the CPU falls back to bf16 with a one-line warning.
+* DDP: ``trainer=ddp trainer.devices=N trainer.num_nodes=M`` (one process per device). Under
+  SLURM, ``ntasks-per-node`` must equal ``trainer.devices``; this is checked against the job's
+  environment and against Hydra's submitit launcher config when those are visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from .config import get, require_choice
+from .errors import ConfigError
+
+log = logging.getLogger("spatialprobe")
+
+# Lightning's precision values and their short aliases
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
+ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+COMPILE = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that need no device: the keys' values."""
+    for key, choices in (("channels_last", (False, True)), ("compile", COMPILE)):
+        if key in cfg.model:
+            require_choice(cfg, f"model.{key}", choices)
+    require_choice(cfg, "trainer.precision", PRECISIONS)
+
+
+def _devices(cfg: DictConfig) -> int | None:
+    devices = get(cfg, "trainer.devices")
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, int):
+        return devices if devices > 0 else None  # -1: all visible devices
+    if isinstance(devices, list | tuple | ListConfig):
+        return len(devices)
+    return None  # "auto", "0,1": left to Lightning
+
+
+def _launcher_tasks_per_node() -> int | None:
+    """tasks_per_node of Hydra's submitit SLURM launcher, when this job was composed with it."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        launcher = HydraConfig.get().launcher
+    except Exception:  # no Hydra context: nothing to check
+        return None
+    if launcher is None or "slurm" not in str(launcher.get("_target_", "")).lower():
+        return None
+    return launcher.get("tasks_per_node")
+
+
+def check_devices(cfg: DictConfig) -> list[str]:
+    """Checks against the hardware this process sees; raise ConfigError, or return warnings (logged)."""
+    warnings: list[str] = []
+    accelerator = str(get(cfg, "trainer.accelerator", "auto"))
+    precision = str(get(cfg, "trainer.precision", "32-true"))
+    precision = ALIASES.get(precision, precision)
+    gpu = accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available())
+    devices = _devices(cfg)
+    if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", accelerator, "no CUDA device is visible to this process",
+                          ["cpu (trainer=cpu)"])
+    if gpu and devices is not None and devices > torch.cuda.device_count():
+        raise ConfigError("trainer.devices", devices, f"only {torch.cuda.device_count()} CUDA devices are visible",
+                          list(range(1, torch.cuda.device_count() + 1)))
+    if gpu and precision.startswith("bf16") and not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability()
+        raise ConfigError("trainer.precision", precision, f"{torch.cuda.get_device_name()} (compute capability "
+                          f"{major}.{minor}) has no bfloat16 support; bf16 needs compute capability >= 8.0",
+                          ["16-mixed", "32-true"])
+    if not gpu and precision == "16-mixed":
+        warnings.append("trainer.precision=16-mixed: fp16 autocast does not exist on the CPU; Lightning uses "
+                        "bf16-mixed instead")
+    if get(cfg, "model.compile", False) and not gpu and not (shutil.which("g++") or shutil.which("clang++")):
+        raise ConfigError("model.compile", get(cfg, "model.compile"), "torch.compile on the CPU needs a C++ "
+                          "compiler (g++ or clang++) on PATH", [False])
+    _check_slurm_tasks(cfg, devices)
+    for w in warnings:
+        log.warning(w)
+    return warnings
+
+
+def _check_slurm_tasks(cfg: DictConfig, devices: int | None) -> None:
+    """One process per device: SLURM's tasks per node must equal trainer.devices for DDP."""
+    if devices is None or not str(get(cfg, "trainer.strategy", "auto")).startswith("ddp"):
+        return
+    for source, value in (("the SLURM job's SLURM_NTASKS_PER_NODE", os.environ.get("SLURM_NTASKS_PER_NODE")),
+                          ("hydra.launcher.tasks_per_node", _launcher_tasks_per_node())):
+        if value is None or str(value).split("(")[0] == "":
+            continue
+        tasks = int(str(value).split("(")[0])  # SLURM writes "2(x3)" for uneven layouts
+        if tasks != devices:
+            raise ConfigError("trainer.devices", devices, f"DDP runs one process per device, but {source} is "
+                              f"{tasks}; set both to the same number", [tasks])
+
+
+def is_global_zero() -> bool:
+    """Whether this is the first process of a run (the only one in a single-device run).
+
+    Read from the launchers' environment (torchrun / Lightning: RANK, LOCAL_RANK, NODE_RANK; SLURM:
+    SLURM_PROCID), because the record is opened before Lightning sets up the processes.
+    """
+    return all(int(os.environ.get(key) or 0) == 0 for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
+def apply(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
+    """channels_last and torch.compile, in place (parameter names stay those of the plain model)."""
+    if get(cfg, "model.channels_last", False):
+        model.to(memory_format=torch.channels_last)
+    mode = get(cfg, "model.compile", False)
+    if mode:
+        model.compile(mode=None if mode is True else str(mode))
+    return model

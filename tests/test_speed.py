@@ -1,0 +1,113 @@
+"""Speed options: channels_last, torch.compile, precision against the device, DDP process rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_train
+from spatialprobe import speed
+from spatialprobe.errors import ConfigError
+from spatialprobe.models import build_model
+from spatialprobe.train import validate
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return build_model(OmegaConf.create({"arch": "resnet18", "width": 0.0625, "stem": "auto"}), 10, 32).eval()
+
+
+def test_channels_last_model_gives_the_same_outputs():
+    model, x = tiny_model(), torch.randn(4, 3, 32, 32)
+    ref = model(x)
+    speed.apply(model, compose_train("model.channels_last=true"))
+    assert model.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5)
+
+
+def test_compile_is_in_place_and_keeps_parameter_names(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append(kw))
+    model = tiny_model()
+    names = list(model.state_dict())
+    speed.apply(model, compose_train("model.compile=max-autotune"))
+    speed.apply(model, compose_train("model.compile=true"))
+    speed.apply(model, compose_train())
+    assert calls == [{"mode": "max-autotune"}, {"mode": None}] and list(model.state_dict()) == names
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager():  # inductor on the CPU: about a minute of compilation
+    model, x = tiny_model(), torch.randn(2, 3, 32, 32)
+    ref = model(x)
+    speed.apply(model, compose_train("model.compile=true"))
+    assert torch.allclose(model(x), ref, atol=1e-4) and "body.conv1.weight" in model.state_dict()
+
+
+@pytest.mark.parametrize("override,key", [("model.compile=fast", "model.compile"),
+                                          ("model.channels_last=maybe", "model.channels_last"),
+                                          ("trainer.precision=8-mixed", "trainer.precision"),
+                                          ("recipe=imagenet recipe.lr_scale_batch=0", "recipe.lr_scale_batch")])
+def test_bad_speed_values(override, key):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_train(*override.split()))
+    assert err.value.key == key
+
+
+def test_precision_on_the_cpu():
+    assert speed.check_devices(compose_train("trainer.precision=bf16-mixed")) == []
+    (warning,) = speed.check_devices(compose_train("trainer.precision=16-mixed"))
+    assert "bf16-mixed instead" in warning
+
+
+def fake_gpu(monkeypatch, bf16: bool, count: int = 1):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0) if bf16 else (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100-SXM2-16GB")
+
+
+def test_bf16_on_a_gpu_without_it_fails_early(monkeypatch):
+    fake_gpu(monkeypatch, bf16=False)
+    with pytest.raises(ConfigError) as err:
+        speed.check_devices(compose_train("trainer=gpu", "trainer.precision=bf16-mixed"))
+    assert err.value.key == "trainer.precision" and "Tesla V100" in str(err.value) and "7.0" in str(err.value)
+    assert err.value.choices == ["16-mixed", "32-true"]
+    assert speed.check_devices(compose_train("trainer=gpu")) == []  # 16-mixed is fine there
+    fake_gpu(monkeypatch, bf16=True)
+    assert speed.check_devices(compose_train("trainer=gpu", "trainer.precision=bf16-mixed")) == []
+
+
+def test_gpu_requests_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu' is invalid: no CUDA device"):
+        speed.check_devices(compose_train("trainer=gpu"))
+    fake_gpu(monkeypatch, bf16=True, count=2)
+    with pytest.raises(ConfigError, match=r"trainer.devices=4 is invalid: only 2 CUDA devices"):
+        speed.check_devices(compose_train("trainer=ddp", "trainer.devices=4"))
+
+
+def test_ddp_tasks_per_node_must_equal_devices(monkeypatch):
+    fake_gpu(monkeypatch, bf16=True, count=4)
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")
+    with pytest.raises(ConfigError, match=r"trainer.devices=2 is invalid: DDP runs one process per device, but "
+                                          r"the SLURM job's SLURM_NTASKS_PER_NODE is 1"):
+        speed.check_devices(compose_train("trainer=ddp"))
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
+    speed.check_devices(compose_train("trainer=ddp"))
+    speed.check_devices(compose_train("trainer=gpu"))  # one device, no DDP: nothing to check
+    monkeypatch.setattr(speed, "_launcher_tasks_per_node", lambda: 4)
+    with pytest.raises(ConfigError, match=r"hydra.launcher.tasks_per_node is 4"):
+        speed.check_devices(compose_train("trainer=ddp"))
+
+
+@pytest.mark.parametrize("env,zero", [({}, True), ({"LOCAL_RANK": "1"}, False), ({"SLURM_PROCID": "0"}, True),
+                                      ({"SLURM_PROCID": "3"}, False), ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False)])
+def test_only_rank_zero_writes_the_record(monkeypatch, env, zero):
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert speed.is_global_zero() is zero
