@@ -24,7 +24,7 @@ test-all: install        ## everything, slow tests included
 train: install           ## make train ARGS="model=vgg16 method=spatial_shuffle k=5"
 	$(PY) -m spatialprobe.train $(ARGS)
 
-demo: install            ## a real small run on CIFAR-10 on the CPU, ends in a figure
+demo: install            ## a real small K-sweep on CIFAR-10 on the CPU, ends in the K-curve figure
 	bash sweeps/demo.sh $(ARGS)
 
 bench: install           ## ratios against baselines measured in the same run

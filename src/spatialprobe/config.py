@@ -22,10 +22,15 @@ from .errors import ConfigError
 _SWEEP_SYNTAX = set("()[]{}$*")
 
 
+# Options Hydra and its plugins provide beside our yaml files.
+BUILTIN_CHOICES = {"hydra/launcher": ["basic", "submitit_local", "submitit_slurm"], "hydra/sweeper": ["basic"]}
+
+
 def group_choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
-    """The option names of a config group (the yaml files of conf/<group>/)."""
+    """The option names of a config group (the yaml files of conf/<group>/, and Hydra's own)."""
     folder = conf_dir / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    own = [p.stem for p in folder.glob("*.yaml")] if folder.is_dir() else []
+    return sorted({*own, *BUILTIN_CHOICES.get(group, [])})
 
 
 def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:

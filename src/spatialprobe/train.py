@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
 from .config import check_group_overrides, require_choice, require_number
-from .errors import UserError, reported
+from .errors import UserError, one_line, reported
 from .records import RunRecord, config_hash, git_state
 from .runtime import check_output_overrides, ensure_writable, hydra_output_dir, hydra_sweep_name
 
@@ -188,8 +188,29 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    if hydra_sweep_name() is not None:
+        return _sweep_job(cfg)
     with reported():
+        if cfg.dry_run:
+            validate(cfg)
+            print(f"dry run: {cfg.name} is valid; it would run in {hydra_output_dir()}")
+            return None
         return run(cfg).get("test_top1")
+
+
+def _sweep_job(cfg: DictConfig) -> float | None:
+    """One job of a multirun: a failure is recorded (result.json) and reported, and the sweep goes on.
+
+    The sweep's summary (spatialprobe.sweep.SweepCheck) lists the failed runs and exits non-zero.
+    SystemExit (submitit's requeue on preemption / time limit) and KeyboardInterrupt pass through.
+    """
+    try:
+        return run(cfg).get("test_top1")
+    except UserError as err:
+        print(f"spatialprobe: error: {hydra_output_dir()}: {one_line(err)}", file=sys.stderr, flush=True)
+    except Exception:
+        log.exception("run %s failed", hydra_output_dir())
+    return None
 
 
 def main() -> None:

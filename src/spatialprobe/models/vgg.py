@@ -33,7 +33,10 @@ class VGGFamily(Family):
                 nn.Linear(fc, num_classes),
             )
         body = body.to_empty(device="cpu")
-        init_like_torchvision(body, linear_std=0.01)
+        # torchvision draws its 4096-wide classifier from N(0, 0.01); the same std on a narrow
+        # classifier (fc_width 256 at CPU scale) shrinks the logits and every gradient ~60x at
+        # initialisation and training crawls. Keep torchvision's per-layer gain instead: 0.01 at 4096.
+        init_like_torchvision(body, linear_std=0.01 * (4096 / fc) ** 0.5)
         return body
 
     def unit_names(self, body: nn.Module) -> list[str]:

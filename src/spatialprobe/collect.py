@@ -1,0 +1,195 @@
+"""Gather the result records of sweeps into one table (CSV), one row per run.
+
+    python -m spatialprobe.collect runs/sweeps/vgg16_cifar100_kcurve [more dirs...] [-o results.csv]
+    python -m spatialprobe.collect --wandb ENTITY/PROJECT [--group SWEEP] -o results.csv
+
+Every ``result.json`` under the given directories becomes a row (``record=train``): the record's
+scalar fields (status, reason, model, dataset, method, k, seed, params, flops, receptive_field,
+val/test accuracies, ...), the resolved config as dotted ``config.*`` columns, and ``run_dir``,
+``sweep`` (the sweep directory's name). Every ``eval-*.json`` written by ``spatialprobe.evaluate``
+becomes a row too (``record=eval``) with the config of the run it evaluated, ``train_method`` (what
+the network was trained with), ``test_method`` (what was active at test time) and
+``test_top1`` / ``test_top1_std`` (mean and std over the evaluation passes).
+
+With ``--wandb`` the same columns are read from the runs of a W&B project (needs a network and
+``wandb login``); records are the source of truth, W&B a convenience for runs kept only there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import UserError, reported
+from .records import RECORD_NAME, read_json
+
+# Leading columns, in this order; every other column follows alphabetically.
+FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "method", "k", "seed", "unit",
+         "train_method", "test_method", "params", "flops", "units", "receptive_field", "test_top1", "test_top1_std",
+         "test_top1_best", "val_top1", "val_top1_best", "test_top5_final", "epochs", "wall_time_s", "run_dir"]
+# Record fields that are bulky or only useful inside one run; left out of the table.
+SKIP = {"config", "feature_maps", "checkpoints", "top1", "loss", "modified_unit_names"}
+STOCHASTIC_METHODS = {"spatial_shuffle", "patch_shuffle", "channel_shuffle"}
+
+
+def flatten(obj: dict, prefix: str = "") -> dict:
+    """Nested dicts -> dotted keys; lists -> JSON strings (one cell each)."""
+    out = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, list | tuple):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _scalars(record: dict) -> dict:
+    return {k: (json.dumps(v) if isinstance(v, list | dict) else v) for k, v in record.items() if k not in SKIP}
+
+
+def train_row(record: dict, run_dir: Path, sweep: str) -> dict:
+    row = {"record": "train", **_scalars(record), "run_dir": str(run_dir), "sweep": sweep}
+    config = record.get("config") or {}
+    row["unit"] = (config.get("method") or {}).get("unit")
+    row.update(flatten(config, "config."))
+    return row
+
+
+def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
+    """One evaluation record, with the config of the run it evaluated (looked up by run directory)."""
+    trained = ev.get("trained", {})
+    applied = ev.get("test_time_method")
+    trained_method = trained.get("method")
+    if applied:
+        test_method = applied["method"]
+    elif not ev.get("keep_method", True) and trained_method in STOCHASTIC_METHODS:
+        test_method = "none"
+    else:
+        test_method = trained_method
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    base = {k: v for k, v in (train or {}).items() if k.startswith("config.") or k in (
+        "params", "flops", "units", "receptive_field", "arch", "config_hash")}
+    return {
+        **base, "record": "eval", "status": "complete", "reason": None, "sweep": sweep,
+        "model": trained.get("model"), "dataset": trained.get("dataset"), "method": trained_method,
+        "k": trained.get("k"), "seed": trained.get("seed"), "unit": (train or {}).get("unit"),
+        "train_method": trained_method, "test_method": test_method,
+        "test_k": applied["k"] if applied else trained.get("k"), "keep_method": ev.get("keep_method"),
+        "passes": ev.get("passes"), "stochastic": ev.get("stochastic"), "images": ev.get("images"),
+        "eval_seed": ev.get("eval_seed"), "test_top1": ev.get("top1_mean"), "test_top1_std": ev.get("top1_std"),
+        "test_top5_final": ev.get("top5_mean"), "run_dir": str(run_dir), "eval_path": str(path),
+    }
+
+
+def collect_dirs(dirs: Iterable[str | Path]):
+    """DataFrame of every record under ``dirs`` (raises UserError when there is none)."""
+    import pandas as pd
+
+    rows: list[dict] = []
+    train_by_dir: dict[str, dict] = {}
+    evals: list[tuple[Path, dict, str]] = []
+    dirs = [Path(d) for d in dirs]
+    for d in dirs:
+        if not d.is_dir():
+            raise UserError(f"{d}: no such directory (give the sweep directories, e.g. runs/sweeps/<experiment>)")
+        for path in sorted(d.rglob(RECORD_NAME)):
+            record = read_json(path)
+            if not isinstance(record, dict) or "status" not in record:
+                continue  # a torn or foreign file
+            sweep = _sweep_name(d, path.parent)
+            row = train_row(record, path.parent, sweep)
+            rows.append(row)
+            train_by_dir[str(path.parent.resolve())] = row
+        for path in sorted(d.rglob("eval-*.json")):
+            ev = read_json(path)
+            if isinstance(ev, dict) and "top1_mean" in ev:
+                evals.append((path, ev, _sweep_name(d, path.parent.parent)))
+    for path, ev, sweep in evals:
+        run_dir = (path.parent.parent if path.parent.name == "checkpoints" else path.parent).resolve()
+        rows.append(eval_row(ev, path, train_by_dir.get(str(run_dir)), sweep))
+    if not rows:
+        raise UserError(f"no result records ({RECORD_NAME} or eval-*.json) under {', '.join(map(str, dirs))}; "
+                        "give the directory of a sweep (runs/sweeps/<experiment>) or of a run")
+    return _ordered(pd.DataFrame(rows))
+
+
+def _sweep_name(root: Path, run_dir: Path) -> str:
+    """The sweep a run belongs to: the first directory below ``root`` on its path (or root's name)."""
+    rel = run_dir.resolve().relative_to(root.resolve())
+    return root.resolve().name if len(rel.parts) <= 1 else rel.parts[0]
+
+
+def _ordered(df):
+    first = [c for c in FIRST if c in df.columns]
+    return df[first + sorted(c for c in df.columns if c not in first)]
+
+
+WANDB_STATES = {"finished": "complete", "running": "running", "crashed": "failed", "failed": "failed",
+                "killed": "failed", "preempted": "running"}
+
+
+def collect_wandb(path: str, group: str | None = None, api=None):
+    """The same table from the runs of a W&B project ``ENTITY/PROJECT`` (summary = the record's results)."""
+    import pandas as pd
+
+    if api is None:
+        try:
+            import wandb
+
+            api = wandb.Api(timeout=60)
+        except Exception as err:  # no network, no login
+            raise UserError(f"cannot reach W&B for {path} ({type(err).__name__}: {err}); "
+                            "collect the run directories instead, or `wandb login` first") from None
+    try:
+        runs = list(api.runs(path, filters={"group": group} if group else None))
+    except Exception as err:
+        raise UserError(f"cannot read the runs of W&B project {path} ({type(err).__name__}: {err})") from None
+    rows = []
+    for run in runs:
+        summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
+        config = {k: v for k, v in dict(run.config).items() if not str(k).startswith("_")}
+        tags = dict(t.split(":", 1) for t in run.tags if ":" in t)
+        row = {"record": "train", "status": WANDB_STATES.get(run.state, run.state), "reason": None,
+               "sweep": run.group, "run_dir": run.url, "wandb_id": run.id,
+               "model": tags.get("model"), "dataset": tags.get("dataset"), "method": tags.get("method"),
+               "k": int(tags["k"]) if "k" in tags else None, "seed": config.get("seed"),
+               "unit": (config.get("method") or {}).get("unit") if isinstance(config.get("method"), dict) else None}
+        row.update({k: v for k, v in summary.items() if isinstance(v, int | float | str | bool) or v is None})
+        row.update(flatten(config, "config."))
+        rows.append(row)
+    if not rows:
+        raise UserError(f"no runs in W&B project {path}" + (f" with group {group}" if group else ""))
+    return _ordered(pd.DataFrame(rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m spatialprobe.collect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", nargs="*", help="sweep (or run) directories to search for records")
+    parser.add_argument("-o", "--output", help="CSV to write (default: DIR/results.csv for one DIR, else ./results.csv)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of this W&B project instead")
+    parser.add_argument("--group", help="with --wandb: only the runs of this group (sweep)")
+    args = parser.parse_args(argv)
+    with reported():
+        if bool(args.dirs) == bool(args.wandb):
+            raise UserError("give sweep directories or --wandb ENTITY/PROJECT (one of the two)")
+        df = collect_wandb(args.wandb, args.group) if args.wandb else collect_dirs(args.dirs)
+        out = Path(args.output) if args.output else (
+            Path(args.dirs[0]) / "results.csv" if len(args.dirs) == 1 else Path("results.csv"))
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(out, index=False)
+        except OSError as err:
+            raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+    counts = df.groupby("record")["status"].value_counts().to_dict()
+    summary = ", ".join(f"{n} {rec} {status}" for (rec, status), n in sorted(counts.items()))
+    print(f"{len(df)} rows ({summary}) -> {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

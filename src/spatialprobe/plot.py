@@ -1,0 +1,247 @@
+"""The papers' figures and tables from a collected table (``spatialprobe.collect``).
+
+    python -m spatialprobe.plot runs/sweeps/vgg16_cifar100_kcurve/results.csv [-o DIR] [--tolerance 1.0]
+
+Writes into DIR (default: figures/ beside the table), PNG and PDF for every figure:
+
+* ``kcurve_<model>_<dataset>``: accuracy vs K (bottom axis; top axis: K as % of the units), one
+  line per method (and per variant: downsample, patch size, augmentation, image size ... whatever
+  varies in the sweep), the baseline (K=0) as a horizontal line; with several seeds the mean and a
+  +-1 std band;
+* ``unit_<model>_<dataset>``: the same against the index of the single modified unit
+  (``method.unit`` sweeps);
+* ``compressed.{csv,md}``: per model, dataset and method the most compressed network (fewest
+  parameters, then largest K) whose accuracy is within ``--tolerance`` points of the baseline;
+* ``best.{csv,md}``: per model, dataset and method the most accurate network, with its size;
+* ``kcurve_table.{csv,md}``: every point of the curves: mean, std, seeds, difference to the
+  baseline, params, FLOPs, receptive field;
+* ``train_test_matrix.{csv,md}``: with evaluation rows (``spatialprobe.evaluate``), accuracy by
+  training scheme x test scheme.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from .errors import UserError, reported
+
+REQUIRED = ["model", "dataset", "method", "k", "status", "params"]
+# config columns that never define a curve of their own
+NOT_VARIANTS = {"config.k", "config.seed", "config.name", "config.experiment_name", "config.resume", "config.dry_run",
+                "config.method.name", "config.method.unit", "config.dataset.root", "config.dataset.download",
+                "config.dataset.verify", "config.dataset.format", "config.eval.seed", "config.eval.test_best"}
+NOT_VARIANT_PREFIXES = ("config.paths.", "config.logger.", "config.trainer.enable_progress_bar",
+                        "config.trainer.log_every_n_steps")
+
+
+def load_table(path: str | Path, metric: str = "test_top1"):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such table (make one with python -m spatialprobe.collect SWEEP_DIR)")
+    try:
+        df = pd.read_csv(path)
+    except Exception as err:
+        raise UserError(f"{path}: not a readable CSV table ({type(err).__name__}: {err})") from None
+    missing = [c for c in [*REQUIRED, metric] if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: table lacks the required column(s) {', '.join(missing)} "
+                        f"(a table written by python -m spatialprobe.collect has them)")
+    return df
+
+
+def _is_null(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def train_points(df, metric: str = "test_top1"):
+    """Complete training runs with a value of ``metric``; adds ``unit`` (single unit or NaN), ``line``, ``group``."""
+    if "record" in df.columns:
+        df = df[df["record"].fillna("train") == "train"]
+    df = df[(df["status"] == "complete") & df[metric].notna()].copy()
+    if "unit" not in df.columns:
+        df["unit"] = df["config.method.unit"] if "config.method.unit" in df.columns else float("nan")
+    df["k"] = df["k"].astype(int)
+    variants = [c for c in df.columns if c.startswith("config.") and c not in NOT_VARIANTS
+                and not c.startswith(NOT_VARIANT_PREFIXES)
+                and df.groupby(["model", "dataset"])[c].transform(lambda s: s.astype(str).nunique()).max() > 1]
+    method_variants = [c for c in variants if c.startswith("config.method.")]
+    setting_variants = [c for c in variants if c not in method_variants]
+
+    def label(row, cols):
+        return ", ".join(f"{c.split('.')[-1]}={row[c]}" for c in cols if not _is_null(row[c]))
+
+    rows = [r for _, r in df.iterrows()]
+    df["setting"] = [label(r, setting_variants) for r in rows]
+    df["line"] = [" ".join(x for x in (r["method"], label(r, method_variants), label(r, setting_variants)) if x)
+                  for r in rows]
+    return df
+
+
+def aggregate(points, metric: str = "test_top1"):
+    """Mean, std and number of seeds per (model, dataset, setting, line, k, unit)."""
+
+    keys = ["model", "dataset", "setting", "line", "method", "k", "unit"]
+    extra = {c: "first" for c in ("params", "flops", "units", "receptive_field") if c in points.columns}
+    g = points.assign(unit=points["unit"].fillna(-1)).groupby(keys, dropna=False)  # NaN keys would be dropped
+    agg = g.agg(acc=(metric, "mean"), acc_std=(metric, "std"), seeds=(metric, "size"), **{
+        k: (k, v) for k, v in extra.items()}).reset_index()
+    agg["unit"] = agg["unit"].where(agg["unit"] >= 0)
+    agg["acc_std"] = agg["acc_std"].fillna(0.0)
+    # the baseline: every complete K=0 run (any method modifies nothing at K=0), per setting
+    base = (points[(points["k"] == 0) & points["unit"].isna()]
+            .groupby(["model", "dataset", "setting"])[metric].agg(baseline="mean", baseline_std="std").reset_index())
+    agg = agg.merge(base, on=["model", "dataset", "setting"], how="left")
+    agg["delta"] = agg["acc"] - agg["baseline"]
+    if "units" in agg.columns:
+        agg["k_percent"] = (100.0 * agg["k"] / agg["units"]).round(1)
+    return agg
+
+
+def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for (model, dataset), grp in agg.groupby(["model", "dataset"], sort=True):
+        for kind, rows, xcol, xlabel in (
+            ("kcurve", grp[grp["unit"].isna()], "k", "K (last K units modified)"),
+            ("unit", grp[grp["unit"].notna()], "unit", "index of the single modified unit"),
+        ):
+            curves = rows
+            if curves.empty or (kind == "kcurve" and curves["k"].max() == 0):
+                continue
+            fig, ax = plt.subplots(figsize=(6.4, 4.4))
+            colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+            for i, (line, pts) in enumerate(curves.groupby("line", sort=True)):
+                pts = pts.sort_values(xcol)
+                if kind == "kcurve" and pts["k"].max() == 0:
+                    continue  # a baseline-only line (method=none): drawn as the baseline below
+                c = colors[i % len(colors)]
+                ax.plot(pts[xcol], pts["acc"], marker="o", ms=4, color=c, label=line)
+                if (pts["seeds"] > 1).any():
+                    ax.fill_between(pts[xcol], pts["acc"] - pts["acc_std"], pts["acc"] + pts["acc_std"], color=c,
+                                    alpha=0.2, lw=0)
+            bases = grp.dropna(subset=["baseline"]).drop_duplicates("setting")
+            for j, (_, b) in enumerate(bases.iterrows()):
+                lab = "baseline" + (f" ({b['setting']})" if b["setting"] else "")
+                ax.axhline(b["baseline"], color="black", ls=("--", ":", "-.")[j % 3], lw=1.2, label=lab)
+                if b["baseline_std"] and not math.isnan(b["baseline_std"]):
+                    ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
+                               alpha=0.08, lw=0)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{metric} (%)")
+            ax.set_title(f"{model} on {dataset}")
+            ax.grid(alpha=0.3)
+            units = grp["units"].dropna() if "units" in grp.columns else []
+            if kind == "kcurve" and len(units):
+                n = float(units.iloc[0])
+                top = ax.secondary_xaxis("top", functions=(lambda x, n=n: 100.0 * x / n, lambda p, n=n: p * n / 100.0))
+                top.set_xlabel("% of the units modified")
+            ax.legend(fontsize=8, loc="best")
+            fig.tight_layout()
+            stem = outdir / f"{kind}_{model}_{dataset}"
+            for ext in ("png", "pdf"):
+                fig.savefig(f"{stem}.{ext}", dpi=150)
+                written.append(Path(f"{stem}.{ext}"))
+            plt.close(fig)
+    return written
+
+
+def summary_tables(agg, tolerance: float = 1.0):
+    """(most compressed within ``tolerance`` of the baseline, best) per model, dataset, setting and line."""
+    cols = [c for c in ["model", "dataset", "line", "method", "k", "k_percent", "unit", "params", "flops",
+                        "receptive_field", "acc", "acc_std", "seeds", "baseline", "delta"] if c in agg.columns]
+    compressed, best = [], []
+    for _, grp in agg.dropna(subset=["baseline"]).groupby(["model", "dataset", "setting", "line"], sort=True):
+        ok = grp[grp["acc"] >= grp["baseline"] - tolerance]
+        if not ok.empty:
+            compressed.append(ok.sort_values(["params", "k"], ascending=[True, False]).iloc[0][cols])
+        best.append(grp.sort_values(["acc", "params"], ascending=[False, True]).iloc[0][cols])
+    import pandas as pd
+
+    return pd.DataFrame(compressed, columns=cols), pd.DataFrame(best, columns=cols)
+
+
+def train_test_matrix(df):
+    """Accuracy (mean over evaluation passes) by training scheme (rows) x test scheme (columns)."""
+    if "record" not in df.columns or "test_method" not in df.columns:
+        return None
+    ev = df[df["record"] == "eval"]
+    if ev.empty:
+        return None
+    cell = ev.assign(value=ev.apply(lambda r: f"{r['test_top1']:.2f} ± {r['test_top1_std']:.2f}", axis=1))
+    return cell.pivot_table(index=["model", "dataset", "train_method"], columns="test_method", values="value",
+                            aggfunc="first").reset_index()
+
+
+def to_markdown(df, floatfmt: str = "{:.2f}") -> str:
+    def fmt(v):
+        if _is_null(v):
+            return ""
+        if isinstance(v, float):
+            return str(int(v)) if v.is_integer() and abs(v) >= 1000 else floatfmt.format(v)
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *rows]) + "\n"
+
+
+def write_table(df, stem: Path) -> list[Path]:
+    df.to_csv(f"{stem}.csv", index=False)
+    Path(f"{stem}.md").write_text(to_markdown(df))
+    return [Path(f"{stem}.csv"), Path(f"{stem}.md")]
+
+
+def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: float = 1.0,
+             metric: str = "test_top1") -> list[Path]:
+    df = load_table(table, metric)
+    outdir = Path(outdir) if outdir else Path(table).parent / "figures"
+    outdir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    points = train_points(df, metric)
+    if not points.empty:
+        agg = aggregate(points, metric)
+        written += plot_curves(agg, outdir, metric)
+        compressed, best = summary_tables(agg, tolerance)
+        written += write_table(compressed, outdir / "compressed")
+        written += write_table(best, outdir / "best")
+        written += write_table(agg.drop(columns=["setting"]), outdir / "kcurve_table")
+    matrix = train_test_matrix(df)
+    if matrix is not None:
+        written += write_table(matrix, outdir / "train_test_matrix")
+    if not written:
+        raise UserError(f"{table}: no complete run with a {metric} value to plot")
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m spatialprobe.plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("table", help="CSV written by python -m spatialprobe.collect")
+    parser.add_argument("-o", "--outdir", help="where figures and tables go (default: figures/ beside the table)")
+    parser.add_argument("--tolerance", type=float, default=1.0, help="points below the baseline still counted "
+                        "as 'within' for the compressed table (default 1.0)")
+    parser.add_argument("--metric", default="test_top1", help="accuracy column to plot (default test_top1)")
+    args = parser.parse_args(argv)
+    with reported():
+        if args.tolerance < 0:
+            raise UserError(f"--tolerance={args.tolerance} is invalid: must be >= 0")
+        written = make_all(args.table, args.outdir, args.tolerance, args.metric)
+    for path in written:
+        print(path)
+    for path in written:
+        if path.name.startswith("kcurve_") and path.suffix == ".png":
+            print(f"K-curve: {path}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,28 @@
+# Sourced by the sweeps/*.sh scripts: where to run, with which launcher, and the collect + plot step.
+#   LAUNCHER=local (default: jobs as local subprocesses, hydra.launcher.max_parallel at a time)
+#   LAUNCHER=slurm (a SLURM job array; add hydra.launcher.partition=... trainer=gpu ... as arguments)
+#   DRY_RUN=1      list and validate every job of every sweep, train nothing
+#   PY=...         the python with spatialprobe installed (default: .venv/bin/python, else python)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi; fi
+LAUNCHER=${LAUNCHER:-local}
+RUNS=${SPATIALPROBE_RUNS:-runs}
+DRY=()
+if [ "${DRY_RUN:-0}" = 1 ]; then DRY=(dry_run=true); fi
+
+# sweep ARGS...: one multirun of spatialprobe.train with the chosen launcher
+sweep() {
+    echo "+ python -m spatialprobe.train -m hydra/launcher=$LAUNCHER $*" >&2
+    "$PY" -m spatialprobe.train -m "hydra/launcher=$LAUNCHER" "$@" "${DRY[@]}"
+}
+
+# figures NAME...: collect the sweeps runs/sweeps/NAME into one table and draw its figures and tables
+figures() {
+    if [ "${DRY_RUN:-0}" = 1 ]; then return 0; fi
+    local dirs=() out="$RUNS/sweeps/$1"
+    for name in "$@"; do dirs+=("$RUNS/sweeps/$name"); done
+    if [ $# -gt 1 ]; then out="$RUNS/figures/$(basename "$0" .sh)"; fi
+    "$PY" -m spatialprobe.collect "${dirs[@]}" -o "$out/results.csv"
+    "$PY" -m spatialprobe.plot "$out/results.csv" -o "$out/figures"
+}

@@ -1,0 +1,184 @@
+"""collect gathers records (train + eval) into one table; plot draws the figures and the papers' tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spatialprobe.collect import collect_dirs, collect_wandb
+from spatialprobe.errors import UserError
+from spatialprobe.plot import make_all
+from spatialprobe.records import write_json_atomic
+
+VGG_UNITS = 13
+
+
+def fake_record(run_dir: Path, method: str, k: int, acc: float | None, *, seed: int = 0, params: int = 1000,
+                status: str = "complete", unit: int | None = None, **config_extra) -> dict:
+    """A result.json with the fields and layout train.py writes."""
+    config = {"seed": seed, "k": k, "name": f"vgg16-cifar100-{method}-k{k}-s{seed}",
+              "model": {"name": "vgg16", "arch": "vgg16_bn", "width": 1.0},
+              "dataset": {"name": "cifar100", "augment": True, "root": "/data"},
+              "method": {"name": method, "unit": unit, **config_extra.pop("method_cfg", {})},
+              "recipe": {"lr": 0.1}, "paths": {"run_root": "runs"}}
+    for key, value in config_extra.items():
+        section, leaf = key.split("__")
+        config[section][leaf] = value
+    rec = {"status": status, "reason": None if status == "complete" else "RuntimeError: boom", "config_hash": "x",
+           "attempts": 1, "model": "vgg16", "arch": "vgg16_bn", "dataset": "cifar100", "method": method, "k": k,
+           "seed": seed, "params": params, "flops": params * 10, "units": VGG_UNITS, "receptive_field": 200 - 10 * k,
+           "modified_units": list(range(VGG_UNITS - k, VGG_UNITS)), "feature_maps": [{"unit": 0}],
+           "test_top1": acc, "test_top1_final": acc, "val_top1": acc, "config": config}
+    write_json_atomic(run_dir / "result.json", rec)
+    return rec
+
+
+def test_collect_train_failed_and_eval_records(tmp_path):
+    sweep = tmp_path / "sweeps" / "exp"
+    fake_record(sweep / "k=0,method=spatial_shuffle", "spatial_shuffle", 0, 70.0)
+    fake_record(sweep / "k=3,method=spatial_shuffle", "spatial_shuffle", 3, 69.5)
+    fake_record(sweep / "k=3,method=channel_shuffle", "channel_shuffle", 3, None, status="failed")
+    ev = {"ckpt": "x", "trained": {"model": "vgg16", "dataset": "cifar100", "method": "spatial_shuffle", "k": 3,
+                                   "seed": 0}, "keep_method": False, "test_time_method": None, "passes": 1,
+          "stochastic": False, "top1": [68.0], "top1_mean": 68.0, "top1_std": 0.0, "top5_mean": 90.0, "images": 100,
+          "eval_seed": 1}
+    write_json_atomic(sweep / "k=3,method=spatial_shuffle" / "checkpoints" / "eval-trained-off-k0-abc.json", ev)
+    ev2 = {**ev, "trained": {**ev["trained"], "method": "spatial_shuffle", "k": 0}, "keep_method": True,
+           "test_time_method": {"method": "channel_shuffle", "k": 4, "modified_units": [9, 10, 11, 12]},
+           "passes": 3, "top1": [2.0, 1.0, 0.0], "top1_mean": 1.0, "top1_std": 1.0}
+    write_json_atomic(sweep / "k=0,method=spatial_shuffle" / "checkpoints" / "eval-channel_shuffle-k4-def.json", ev2)
+    (sweep / "stray").mkdir()
+    (sweep / "stray" / "result.json").write_text("{torn")  # a torn file is ignored, not fatal
+
+    df = collect_dirs([tmp_path / "sweeps"])
+    assert len(df) == 5
+    assert list(df.columns[:4]) == ["record", "status", "reason", "sweep"]
+    train = df[df.record == "train"].set_index("run_dir")
+    assert set(train.status) == {"complete", "failed"} and set(df.sweep) == {"exp"}
+    failed = train[train.status == "failed"].iloc[0]
+    assert failed.reason == "RuntimeError: boom" and failed.k == 3 and failed.method == "channel_shuffle"
+    for col in ("params", "flops", "receptive_field", "test_top1", "config.model.width", "config.dataset.augment",
+                "config.method.name", "modified_units"):
+        assert col in df.columns, col
+    assert "config" not in df.columns and "feature_maps" not in df.columns
+    ev_rows = df[df.record == "eval"].set_index("test_method")
+    off = ev_rows.loc["none"]  # trained with spatial shuffle, tested without
+    assert off.train_method == "spatial_shuffle" and off.test_top1 == 68.0 and off["config.model.width"] == 1.0
+    assert off.run_dir.endswith("k=3,method=spatial_shuffle") and off.params == 1000
+    test_only = ev_rows.loc["channel_shuffle"]
+    assert test_only.test_top1 == 1.0 and test_only.test_top1_std == 1.0 and test_only.test_k == 4
+
+
+def test_collect_cli_writes_csv_and_rejects_empty_dirs(tmp_path):
+    fake_record(tmp_path / "s" / "k=0", "none", 0, 70.0)
+    out = tmp_path / "t.csv"
+    p = subprocess.run([sys.executable, "-m", "spatialprobe.collect", str(tmp_path / "s"), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "1 rows (1 train complete)" in p.stdout and len(pd.read_csv(out)) == 1
+    (tmp_path / "empty").mkdir()
+    for args, needle in (([str(tmp_path / "empty")], "no result records"), ([str(tmp_path / "nope")], "no such directory"),
+                         ([], "give sweep directories")):
+        p = subprocess.run([sys.executable, "-m", "spatialprobe.collect", *args], capture_output=True, text=True)
+        assert p.returncode == 2 and p.stderr.startswith("spatialprobe: error: ") and needle in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_collect_wandb_maps_runs_to_the_same_columns():
+    class Run:
+        def __init__(self, k, acc, state="finished"):
+            self.summary = {"test_top1": acc, "params": 10, "flops": 100, "_step": 3}
+            self.config = {"seed": 0, "k": k, "model": {"name": "vgg16", "width": 0.25}}
+            self.tags = ["model:vgg16", "dataset:cifar10", "method:spatial_shuffle", f"k:{k}"]
+            self.state, self.group, self.url, self.id = state, "demo", f"https://wandb/run{k}", f"id{k}"
+
+    class Api:
+        def runs(self, path, filters=None):
+            assert path == "me/spatialprobe" and filters == {"group": "demo"}
+            return [Run(0, 80.0), Run(3, 70.0, "crashed")]
+
+    df = collect_wandb("me/spatialprobe", "demo", api=Api())
+    assert list(df.k) == [0, 3] and list(df.status) == ["complete", "failed"]
+    assert list(df.test_top1) == [80.0, 70.0] and set(df.sweep) == {"demo"} and "_step" not in df.columns
+    assert df["config.model.width"].tolist() == [0.25, 0.25] and df.method.tolist() == ["spatial_shuffle"] * 2
+
+
+def synthetic_table(tmp_path: Path) -> Path:
+    """Two seeds; spatial shuffle stays within 1 point up to K=5; conv1x1 shrinks the network."""
+    rows = []
+    acc = {"spatial_shuffle": [70.0, 69.8, 69.5, 69.2, 69.1, 69.05, 60.0],
+           "conv1x1": [70.0, 69.9, 69.4, 68.5, 66.0, 60.0, 50.0]}
+    for seed, jitter in ((0, -0.1), (1, 0.1)):
+        for method, accs in acc.items():
+            for k, a in enumerate(accs):
+                params = 34_000_000 - (2_000_000 * k if method == "conv1x1" else 0)
+                rows.append({"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar100",
+                             "method": method, "k": k, "seed": seed, "params": params, "flops": params * 3,
+                             "units": 13, "receptive_field": 212 - 16 * k, "test_top1": a + jitter,
+                             "config.seed": seed, "config.method.name": method, "config.k": k})
+    rows.append({"record": "train", "status": "failed", "model": "vgg16", "dataset": "cifar100",
+                 "method": "conv1x1", "k": 9, "seed": 0, "params": 1, "test_top1": None})
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_plot_writes_figures_and_the_papers_tables(tmp_path):
+    table = synthetic_table(tmp_path)
+    written = make_all(table, tmp_path / "fig", tolerance=1.0)
+    names = {p.name for p in written}
+    assert {"kcurve_vgg16_cifar100.png", "kcurve_vgg16_cifar100.pdf", "compressed.csv", "compressed.md",
+            "best.csv", "best.md", "kcurve_table.csv"} <= names
+    png = tmp_path / "fig" / "kcurve_vgg16_cifar100.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    assert (tmp_path / "fig" / "kcurve_vgg16_cifar100.pdf").read_bytes()[:4] == b"%PDF"
+    comp = pd.read_csv(tmp_path / "fig" / "compressed.csv").set_index("method")
+    # within 1 point of the 70.0 baseline: spatial up to K=5 (69.05), conv1x1 up to K=2 (69.4; K=3 is 68.5)
+    assert comp.loc["spatial_shuffle", "k"] == 5 and comp.loc["conv1x1", "k"] == 2
+    assert comp.loc["conv1x1", "params"] == 30_000_000 and comp.loc["conv1x1", "seeds"] == 2
+    assert comp.loc["conv1x1", "baseline"] == pytest.approx(70.0)
+    assert comp.loc["spatial_shuffle", "k_percent"] == pytest.approx(38.5)
+    best = pd.read_csv(tmp_path / "fig" / "best.csv").set_index("method")
+    assert best.loc["spatial_shuffle", "k"] == 0 and best.loc["conv1x1", "acc"] == pytest.approx(70.0)
+    md = (tmp_path / "fig" / "compressed.md").read_text()
+    assert md.startswith("| model | dataset |") and "30000000" in md
+    curve = pd.read_csv(tmp_path / "fig" / "kcurve_table.csv")
+    pt = curve[(curve.method == "conv1x1") & (curve.k == 3)].iloc[0]
+    assert pt.acc == pytest.approx(68.5) and pt.acc_std == pytest.approx(0.1414, abs=1e-3) and pt.seeds == 2
+    assert pt.delta == pytest.approx(-1.5) and pt.receptive_field == 212 - 48
+    # a tighter tolerance moves the answer
+    make_all(table, tmp_path / "tight", tolerance=0.5)
+    assert pd.read_csv(tmp_path / "tight" / "compressed.csv").set_index("method").loc["spatial_shuffle", "k"] == 2
+
+
+def test_plot_bad_tables(tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"model": ["vgg16"], "k": [0], "acc": [1.0]}).to_csv(bad, index=False)
+    for args, needle in (([str(bad)], "lacks the required column(s) dataset, method, status, params, test_top1"),
+                         ([str(tmp_path / "nope.csv")], "no such table")):
+        p = subprocess.run([sys.executable, "-m", "spatialprobe.plot", *args], capture_output=True, text=True)
+        assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    with pytest.raises(UserError, match="no complete run"):
+        table = tmp_path / "failed.csv"
+        pd.DataFrame({"model": ["m"], "dataset": ["d"], "method": ["none"], "k": [0], "status": ["failed"],
+                      "params": [1], "test_top1": [None]}).to_csv(table, index=False)
+        make_all(table)
+
+
+def test_plot_train_test_matrix_from_eval_rows(tmp_path):
+    rows = [{"record": "eval", "status": "complete", "model": "vgg16", "dataset": "cifar100", "method": tm,
+             "train_method": tm, "test_method": te, "k": 4, "params": 1, "test_top1": acc, "test_top1_std": std}
+            for tm, te, acc, std in [("none", "none", 74.1, 0.0), ("none", "spatial_shuffle", 23.49, 0.3),
+                                     ("spatial_shuffle", "spatial_shuffle", 74.07, 0.1),
+                                     ("spatial_shuffle", "none", 73.74, 0.0)]]
+    path = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    make_all(path, tmp_path / "out")
+    m = pd.read_csv(tmp_path / "out" / "train_test_matrix.csv").set_index("train_method")
+    assert m.loc["spatial_shuffle", "none"] == "73.74 ± 0.00" and m.loc["none", "spatial_shuffle"] == "23.49 ± 0.30"
+    assert json.dumps(sorted(m.columns)) == json.dumps(["dataset", "model", "none", "spatial_shuffle"])

@@ -1,0 +1,303 @@
+"""Experiments, sweeps/ commands, launchers, idempotent sweeps, early checks, search_k, the notebook."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO, TINY, run_cli
+from spatialprobe import CONF_DIR
+from spatialprobe.config import check_group_overrides, group_choices
+from spatialprobe.errors import ConfigError
+
+EXPERIMENTS = group_choices("experiment")
+SWEEP_FILES = sorted(p for p in (REPO / "sweeps").glob("*.sh") if p.name != "lib.sh")
+
+
+def missing_groups(experiment: str) -> list[str]:
+    """Config options an experiment selects that are not in conf/ yet (e.g. a data set of another branch)."""
+    text = (CONF_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    return [f"{g}={o}" for g, o in re.findall(r"override /(\w+): (\w+)", text) if o not in group_choices(g)]
+
+
+def skip_if_missing(experiment: str) -> None:
+    missing = missing_groups(experiment)
+    if missing:
+        pytest.skip(f"experiment {experiment} needs {', '.join(missing)}, not in conf/ yet")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_every_job_validates(experiment):
+    from spatialprobe.sweep import compose_jobs, validate_jobs
+
+    skip_if_missing(experiment)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        assert cfg.experiment_name == experiment
+        assert Path(str(cfg.hydra.sweep.dir)).parts[-2:] == ("sweeps", experiment)
+        assert cfg.hydra.sweeper.params, "an experiment states what it sweeps"
+        OmegaConf.set_struct(cfg, False)
+        cfg.hydra.job.config_name = "train"
+        jobs = compose_jobs(cfg)
+        validate_jobs(jobs)  # every combination is valid for its model (k in range, unit in range, ...)
+    assert len(jobs) >= 2 and len({j.run_dir for j in jobs}) == len(jobs)
+    assert all(j.run_dir.parent == Path(str(cfg.hydra.sweep.dir)) for j in jobs)
+    assert all("experiment=" not in j.run_dir.name for j in jobs)
+
+
+def test_fast_job_composition_matches_hydra(tmp_path):
+    """compose_jobs applies plain overrides to a cached composition: the same config as Hydra's own."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from spatialprobe.sweep import compose_jobs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=vgg16_cifar100_kcurve", "seed=3"], return_hydra_config=True)
+        OmegaConf.set_struct(cfg, False)
+        cfg.hydra.job.config_name = "train"
+        jobs = compose_jobs(cfg)
+        loader = GlobalHydra.instance().config_loader()
+        for job in (jobs[0], jobs[17], jobs[-1]):
+            ref = loader.load_sweep_config(cfg, list(job.overrides))
+            strip = lambda c: {k: v for k, v in OmegaConf.to_container(c).items() if k != "hydra"}  # noqa: E731
+            assert strip(job.config) == strip(ref)
+            assert job.run_dir.name == ref.hydra.job.override_dirname
+    assert len(jobs) == 3 * 14 and jobs[17].config.method.name == "gap_fc" and jobs[17].config.k == 3
+
+
+@pytest.mark.parametrize("script,launcher", [(p, "local") for p in SWEEP_FILES]
+                         + [(REPO / "sweeps" / "a4_02_spatial_vs_channel.sh", "slurm")],
+                         ids=[f"{p.stem}-local" for p in SWEEP_FILES] + ["a4_02-slurm"])
+def test_every_sweeps_file_command_parses(script, launcher, env, tmp_path):
+    """Each sweeps/ file's multiruns, dry (every job composed and validated, nothing run); the SLURM form once
+    (every script passes hydra/launcher=$LAUNCHER the same way, through sweeps/lib.sh)."""
+    text = script.read_text()
+    assert 'source "$(dirname "$0")/lib.sh"' in text  # the launcher, DRY_RUN and PY are handled there
+    for experiment in re.findall(r"\b(\w+_(?:kcurve|matrix|channel|unit|size|downsample|augmentation|ablation|field))\b",
+                                 text):
+        if experiment in EXPERIMENTS:
+            skip_if_missing(experiment)
+    fake_bin = tmp_path / "bin"  # the SLURM form only needs sbatch to exist for a dry run
+    fake_bin.mkdir()
+    (fake_bin / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (fake_bin / "sbatch").chmod(0o755)
+    env.update(DRY_RUN="1", LAUNCHER=launcher, PY=sys.executable, PATH=f"{fake_bin}:{env['PATH']}")
+    p = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    counts = [int(n) for n in re.findall(r"dry run: (\d+) job", p.stdout)]
+    assert counts and all(n >= 1 for n in counts)
+    assert text.count("\nsweep ") + text.count("    sweep ") <= len(counts)
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_group_choices_include_experiments_and_launchers():
+    check_group_overrides(["experiment=vgg16_cifar100_kcurve", "hydra/launcher=slurm", "hydra/launcher=basic"])
+    with pytest.raises(ConfigError, match="experiment='vgg16_cifar1000_kcurve' is invalid: unknown experiment"):
+        check_group_overrides(["-m", "experiment=vgg16_cifar1000_kcurve"])
+    with pytest.raises(ConfigError, match="hydra/launcher='pbs'.*local, slurm"):
+        check_group_overrides(["hydra/launcher=pbs"])
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["experiment=nope"], "experiment='nope' is invalid: unknown experiment (valid: "),
+        (["experiment=vgg16_cifar100_kcurve", "k=range(10,15)"],
+         "k=14 is invalid: vgg16_bn has 13 modifiable units (valid: 0..13); in sweep job: "),
+        (["experiment=resnet50_cifar100_patch_size", "method.unit=range(14,17)"], "method.unit=16 is invalid"),
+    ],
+)
+def test_bad_sweeps_fail_before_any_job(args, needle, env, tmp_path):
+    p = run_cli("spatialprobe.train", ["-m", *args], env, tmp_path)
+    assert p.returncode == 2, (p.stdout[-2000:], p.stderr[-2000:])
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spatialprobe: error: ") and needle in lines[0], lines
+    assert not (tmp_path / "runs").exists()  # no sweep dir, no run dir, nothing launched
+
+
+def test_slurm_launcher_without_sbatch_is_one_clear_line(env, tmp_path):
+    (tmp_path / "bin").mkdir()
+    env["PATH"] = str(tmp_path / "bin")  # a laptop: no SLURM commands
+    p = run_cli("spatialprobe.train", ["-m", "experiment=vgg16_cifar100_spatial_vs_channel", "hydra/launcher=slurm"],
+                env, tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip() == ("spatialprobe: error: hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH "
+                                "on this machine; run the sweep on a cluster login node, or locally with "
+                                "hydra/launcher=local")
+    assert not (tmp_path / "runs").exists()
+
+
+def read(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path):
+    """A real tiny K-sweep (local submitit launcher, W&B offline): re-run trains nothing; a failed run is redone."""
+    from wandb_offline import run_contents
+
+    sweep_dir = tmp_path / "sweeps" / "tiny"
+    args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
+            "method=spatial_shuffle", "k=0,2", f"hydra.sweep.dir={sweep_dir}"]
+    p = run_cli("spatialprobe.train", [*args, "hydra/launcher=local", "logger=wandb"], env, tmp_path)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "2 of 2 runs complete" in p.stdout
+    runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
+    assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"
+                                      "recipe.batch_size=16,trainer.log_every_n_steps=1,trainer.max_epochs=1"
+                                      for k in (0, 2)]
+    first = {d: read(d) for d in runs}
+    assert [r["k"] for r in first.values()] == [0, 2] and all(r["status"] == "complete" for r in first.values())
+    assert (sweep_dir / ".submitit").is_dir()  # ran through submitit
+    # W&B: group = the sweep, tags = model/dataset/method/k
+    wb = run_contents(next((runs[1] / "wandb").glob("offline-run-*/run-*.wandb")))
+    assert wb["group"] == "tiny" and set(wb["tags"]) == {"model:resnet18", "dataset:cifar10", "method:spatial_shuffle",
+                                                           "k:2"}
+
+    # the same sweep again (in-process launcher, CSV logger): nothing is trained, no record changes
+    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    assert p.returncode == 0 and p.stdout.count("skipped, already complete") == 2, p.stdout[-2000:]
+    assert {d: read(d) for d in runs} == first
+
+    # a failed run is redone, the complete one left alone
+    rec = read(runs[1])
+    rec.update(status="failed", reason="RuntimeError: node died")
+    (runs[1] / "result.json").write_text(json.dumps(rec))
+    p = run_cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
+    assert p.returncode == 0 and "[complete]" in p.stdout and "[failed]" in p.stdout
+    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    assert p.returncode == 0 and p.stdout.count("skipped, already complete") == 1, p.stdout[-2000:]
+    assert read(runs[0]) == first[runs[0]]
+    redone = read(runs[1])
+    assert redone["status"] == "complete" and redone["attempts"] == 2 and redone["finished"] != first[runs[1]]["finished"]
+
+
+def test_a_failing_job_does_not_stop_the_sweep(fake_cifar10, env, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    p = run_cli("spatialprobe.train", ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
+                                       "recipe.lr=1e30,0.01", f"hydra.sweep.dir={sweep_dir}"], env, tmp_path)
+    assert p.returncode == 1, p.stdout[-2000:]
+    assert "1 of 2 runs complete" in p.stdout and "failed: " in p.stdout and "DivergenceError" in p.stdout
+    status = {read(d)["config"]["recipe"]["lr"]: read(d)["status"] for d in sweep_dir.glob("*recipe.lr=*")}
+    assert status == {0.01: "complete", 1e30: "failed"}
+
+
+# ---- search_k -------------------------------------------------------------------------------------
+
+def test_bisection_trains_at_most_log2_models_and_finds_the_largest_k():
+    from spatialprobe.search_k import bisect_k, max_trainings
+
+    for k_max in (1, 2, 3, 8, 13, 16, 50):
+        for true_k in range(k_max + 1):
+            calls = []
+
+            def acc(k, true_k=true_k, calls=calls):
+                calls.append(k)
+                return 70.0 - 0.1 * k if k <= true_k else 50.0 - k  # non-increasing, drops after true_k
+
+            found, seen = bisect_k(acc, k_max, tolerance=1.0 if k_max <= 10 else 5.1)
+            assert found == true_k, (k_max, true_k)
+            assert len(calls) == len(set(calls)) <= max_trainings(k_max) == math.ceil(math.log2(k_max + 1)) + 1
+            assert set(seen) == set(calls)
+
+
+def test_search_k_runs_ordinary_runs_where_the_sweep_would(tmp_path, monkeypatch):
+    """In process, train.run replaced by synthetic accuracies: the run dirs it uses and the K it returns."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from spatialprobe import search_k
+
+    monkeypatch.setenv("SPATIALPROBE_RUNS", str(tmp_path / "runs"))
+    trained = []
+
+    def fake_run(cfg, run_dir):
+        assert "search" not in cfg and "hydra" not in cfg and cfg.method.name == "conv1x1"
+        run_dir.mkdir(parents=True)
+        trained.append(int(cfg.k))
+        return {"status": "complete", "test_top1": 74.0 if cfg.k <= 7 else 60.0}
+
+    overrides = ["experiment=vgg16_cifar100_kcurve", "method=conv1x1", "search.tolerance=1.0"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search_k", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        res = search_k.search(cfg, run_fn=fake_run)
+    assert res["k"] == 7 and res["baseline"] == 74.0 and res["k_max"] == 13
+    assert len(trained) <= math.ceil(math.log2(14)) + 1 == 5 and trained[0] == 0
+    sweep = tmp_path / "runs" / "sweeps" / "vgg16_cifar100_kcurve"
+    dirs = sorted(d.name for d in sweep.iterdir() if d.is_dir())
+    assert dirs == sorted(f"k={k},method=conv1x1" for k in trained)  # the multirun's own run dirs
+    assert json.loads((sweep / "search_k-conv1x1-tol1.json").read_text())["k"] == 7
+
+
+def test_search_k_needs_one_configuration(tmp_path, monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
+    from spatialprobe import search_k
+    from spatialprobe.errors import UserError
+
+    monkeypatch.setenv("SPATIALPROBE_RUNS", str(tmp_path / "runs"))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("search_k", overrides=["experiment=vgg16_cifar100_kcurve"], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with pytest.raises(UserError, match="also sweeps method .* e.g. method=conv1x1"):
+            search_k.search(cfg, run_fn=lambda *a: pytest.fail("trained"))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_search_k_end_to_end_then_the_sweep_skips_its_runs(fake_cifar10, env, tmp_path):
+    sweep_dir = tmp_path / "sweeps" / "s"
+    common = ["dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY, "method=spatial_shuffle",
+              f"hydra.sweep.dir={sweep_dir}"]
+    p = run_cli("spatialprobe.search_k", [*common, "search.k_max=1", "search.tolerance=100"], env, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    last = p.stdout.strip().splitlines()[-1]
+    assert "largest K within 100 points" in last and "K=1 of 1" in last and "2 runs (at most 2" in last
+    runs = [d for d in sweep_dir.iterdir() if (d / "result.json").is_file()]
+    assert len(runs) == 2 and all(read(d)["status"] == "complete" for d in runs)
+    p = run_cli("spatialprobe.train", ["-m", *common, "k=0,1", "dry_run=true"], env, tmp_path)
+    assert p.returncode == 0 and p.stdout.count("[complete]") == 2, p.stdout
+
+
+# ---- notebook ---------------------------------------------------------------------------------------
+
+def test_figures_notebook_executes_against_a_collected_table(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    from test_collect_plot import synthetic_table
+
+    table = synthetic_table(tmp_path)
+    nb = nbformat.read(REPO / "notebooks" / "figures.ipynb", as_version=4)
+    os.environ["SPATIALPROBE_TABLE"] = str(table)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["SPATIALPROBE_TABLE"]
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("Most compressed" in o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert (tmp_path / "figures" / "kcurve_vgg16_cifar100.png").is_file()
+
+
+def test_launcher_configs(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        slurm = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"],
+                        return_hydra_config=True).hydra.launcher
+        local = compose("train", overrides=["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.tasks_per_node == 4  # one task per device (DDP)
+    for key in ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "signal_delay_s",
+                "max_num_timeout", "array_parallelism", "setup"):
+        assert key in slurm, key
+    assert slurm.timeout_min >= 10 and slurm.max_num_timeout > 0 and slurm.signal_delay_s > 0
+    assert local._target_ == "hydra_plugins.spatialprobe_launcher.BoundedLocalLauncher" and local.max_parallel == 1
+    assert yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "slurm.yaml").read_text())["defaults"] == ["submitit_slurm"]
