@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, run_cli
 from spatialprobe.callbacks import AtomicCheckpointIO
 from spatialprobe.records import write_json_atomic
 
@@ -131,6 +131,31 @@ def test_injected_crash_fails_the_record_and_the_rerun_completes(fake_cifar10, e
     p = finish(args, env, tmp_path, run_dir)
     assert p.returncode == 0, p.stderr[-2000:]
     assert record(run_dir)["status"] == "complete" and record(run_dir)["attempts"] == 2
+
+
+def test_sweep_with_injected_failures_reports_them_and_the_rerun_redoes_only_those(fake_cifar10, env, tmp_path):
+    """Jobs #1 and #2 of a 4-job K-sweep crash once: the sweep goes on, names them, exits 1; the same
+    command again trains only those two and leaves the complete records untouched."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY, "trainer.max_epochs=2",
+            "method=spatial_shuffle", "k=0,1,2,3", "debug.crash_at_epoch=0", "debug.only_jobs=[1,2]",
+            f"hydra.sweep.dir={sweep_dir}"]
+    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    assert p.returncode == 1, (p.stdout[-3000:], p.stderr[-3000:])
+    summary = p.stdout[p.stdout.index("2 of 4 runs complete"):]  # the sweep's last words
+    assert summary.count("InjectedFault") == 2, summary
+    by_k = {record(d)["k"]: d for d in sweep_dir.iterdir() if (d / "result.json").is_file()}
+    first = {k: record(d) for k, d in by_k.items()}
+    assert {k: r["status"] for k, r in first.items()} == {0: "complete", 1: "failed", 2: "failed", 3: "complete"}
+    assert all(f"failed: {by_k[k]}" in summary for k in (1, 2))
+    assert all("InjectedFault" in first[k]["reason"] for k in (1, 2))
+
+    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "4 of 4 runs complete" in p.stdout and p.stdout.count("skipped, already complete") == 2
+    again = {k: record(d) for k, d in by_k.items()}
+    assert again[0] == first[0] and again[3] == first[3]  # not touched
+    assert all(again[k]["status"] == "complete" and again[k]["attempts"] == 2 for k in (1, 2))
 
 
 def test_divergence_stops_with_a_clear_message_and_a_failed_record(fake_cifar10, env, tmp_path):

@@ -10,8 +10,10 @@ Two layers:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -87,3 +89,16 @@ def require_number(
 
 def require_positive_int(cfg: DictConfig, key: str, optional: bool = False) -> object:
     return require_number(cfg, key, integer=True, minimum=1, optional=optional)
+
+
+def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], None]) -> None:
+    """A console entry point: check the command line where Hydra would only raise (unknown group
+    options, plus ``checks``), each problem one line and exit 2, then run the Hydra app."""
+    from .errors import reported
+
+    argv = sys.argv[1:]
+    with reported():
+        check_group_overrides(argv)
+        for check in checks:
+            check(argv)
+    hydra_main()

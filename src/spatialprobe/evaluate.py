@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import check_group_overrides, require_choice, require_number
+from .config import hydra_entry, require_choice, require_number
 from .errors import ConfigError, UserError, reported
 
 
@@ -60,8 +59,8 @@ def stochastic_ops(model) -> list:
     return [m for m in model.modules() if isinstance(m, StochasticOp)]
 
 
-def validate(cfg: DictConfig, tcfg: DictConfig) -> None:
-    from . import surgery
+def validate_options(cfg: DictConfig) -> None:
+    """The checks that need no checkpoint: they run before it is loaded."""
     from .methods import METHODS
 
     require_number(cfg, "eval.passes", integer=True, minimum=1)
@@ -74,9 +73,17 @@ def validate(cfg: DictConfig, tcfg: DictConfig) -> None:
             free = [n for n, m in METHODS.items() if m.kind == "op"]
             raise ConfigError("method", cfg.method.name, "only a parameter-free method can be applied to a trained "
                               "network", free)
-        surgery.validate(OmegaConf.create({"model": tcfg.model, "method": cfg.method, "k": cfg.k}))
     elif cfg.k != 0:
         raise ConfigError("k", cfg.k, "k selects the units of a test-time method; add method=...", [0])
+
+
+def validate(cfg: DictConfig, tcfg: DictConfig) -> None:
+    """Every check: the options, then the test-time method against the trained network ``tcfg``."""
+    from . import surgery
+
+    validate_options(cfg)
+    if cfg.get("method") is not None:
+        surgery.validate(OmegaConf.create({"model": tcfg.model, "method": cfg.method, "k": cfg.k}))
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -90,6 +97,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from .records import write_json_atomic
 
     ckpt_path = Path(str(cfg.ckpt))
+    validate_options(cfg)
     ckpt, tcfg = load_checkpoint(ckpt_path)
     validate(cfg, tcfg)
     t0 = time.time()
@@ -173,9 +181,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    with reported():
-        check_group_overrides(sys.argv[1:])
-    _hydra_main()
+    hydra_entry(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ output size of every unit) and ``receptive_field`` (theoretical, of the last spa
 from __future__ import annotations
 
 import json
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from . import CONF_DIR
-from .config import check_group_overrides
+from .config import hydra_entry
 from .errors import reported
 
 
@@ -57,9 +56,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    with reported():
-        check_group_overrides(sys.argv[1:])
-    _hydra_main()
+    hydra_entry(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ checkpoint (``<checkpoint dir>/position-<ranking>-<variant>.json``) unless ``out
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
-from .config import check_group_overrides, get, require_choice, require_number, require_positive_int
+from .config import get, hydra_entry, require_choice, require_number, require_positive_int
 from .errors import ConfigError, DataError, reported
 from .position import (
     RANKINGS,
@@ -213,9 +212,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    with reported():
-        check_group_overrides(sys.argv[1:])
-    _hydra_main()
+    hydra_entry(_hydra_main)
 
 
 if __name__ == "__main__":

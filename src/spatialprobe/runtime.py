@@ -19,6 +19,16 @@ def hydra_output_dir() -> Path | None:
     return Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
 
 
+def hydra_job_num() -> int | None:
+    """The job's number in a multirun (Hydra's ``#N``), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return int(HydraConfig.get().job.num)
+
+
 def hydra_sweep_name() -> str | None:
     """The sweep directory's name in a multirun job (used as the W&B group), else None."""
     from hydra.core.hydra_config import HydraConfig
@@ -59,9 +69,14 @@ def check_output_overrides(argv: list[str]) -> None:
         key, _, value = arg.lstrip("+").partition("=")
         if key in OUTPUT_KEYS and value and "$" not in value:
             paths.append((key, value))
-    for key, value in paths:
-        try:
-            Path(value).expanduser().mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"{key}={value!r}: output directory is not writable ({err.strerror or err}); "
-                            "choose a writable place") from None
+    for key, value in paths:  # checked without creating anything (a dry run or a rejected sweep writes nothing)
+        path = Path(value).expanduser().absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is not a directory"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"permission denied on {existing}"
+        if problem:
+            raise UserError(f"{key}={value!r}: output directory is not writable ({problem}); "
+                            "choose a writable place")

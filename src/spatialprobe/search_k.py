@@ -16,14 +16,13 @@ to ``<sweep dir>/search_k-<method>-tol<tolerance>.json``.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import check_group_overrides, require_number
+from .config import hydra_entry, require_number
 from .errors import ConfigError, UserError, reported
 
 
@@ -148,9 +147,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    with reported():
-        check_group_overrides(sys.argv[1:])
-    _hydra_main()
+    hydra_entry(_hydra_main)
 
 
 if __name__ == "__main__":

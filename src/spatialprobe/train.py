@@ -19,10 +19,16 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
-from .config import check_group_overrides, require_choice, require_number
-from .errors import UserError, one_line, reported
+from .config import hydra_entry, require_choice, require_number
+from .errors import ConfigError, UserError, one_line, reported
 from .records import RunRecord, config_hash, git_state
-from .runtime import check_output_overrides, ensure_writable, hydra_output_dir, hydra_sweep_name
+from .runtime import (
+    check_output_overrides,
+    ensure_writable,
+    hydra_job_num,
+    hydra_output_dir,
+    hydra_sweep_name,
+)
 
 log = logging.getLogger("spatialprobe")
 
@@ -46,11 +52,26 @@ def validate(cfg: DictConfig) -> None:
     require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
+    require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
+    require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)
+    only = cfg.debug.get("only_jobs")
+    if only is not None and not (OmegaConf.is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in only)):
+        raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
     require_choice(cfg, "logger.name", ["csv", "wandb"])
     if cfg.logger.name == "wandb":
         from .loggers import WANDB_MODES
 
         require_choice(cfg, "logger.mode", WANDB_MODES)
+
+
+def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
+    """The fault-injection callback, for the jobs ``debug.only_jobs`` selects (all by default)."""
+    from .callbacks import DebugFaults
+
+    only = cfg.debug.get("only_jobs")
+    if only is not None and hydra_job_num() not in set(only):
+        return []
+    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch)]
 
 
 def _metric(metrics: dict, key: str) -> float | None:
@@ -107,7 +128,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import AtomicCheckpointIO, DebugFaults, ResumableCheckpoint, SeedSchedule, derived_seed
+    from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule, derived_seed
     from .data import build_datamodule
     from .loggers import build_loggers, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
@@ -138,7 +159,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
-                 DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch),
+                 *debug_faults(cfg, run_dir),
                  *task_callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -214,10 +235,7 @@ def _sweep_job(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    with reported():
-        check_group_overrides(sys.argv[1:])
-        check_output_overrides(sys.argv[1:])
-    _hydra_main()
+    hydra_entry(_hydra_main, check_output_overrides)
 
 
 if __name__ == "__main__":
