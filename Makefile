@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install test test-all train demo bench lint clean
+.PHONY: install test test-all test-slow train demo bench lint clean
 
 install: $(STAMP)
 
@@ -20,6 +20,9 @@ test: install            ## fast suite (tests marked slow are skipped)
 
 test-all: install        ## everything, slow tests included
 	$(PY) -m pytest -q $(ARGS)
+
+test-slow: install       ## only the tests marked slow (CI runs them after make test)
+	$(PY) -m pytest -q -m slow $(ARGS)
 
 train: install           ## make train ARGS="model=vgg16 method=spatial_shuffle k=5"
 	$(PY) -m spatialprobe.train $(ARGS)

@@ -107,6 +107,7 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
     for (model, dataset), grp in agg.groupby(["model", "dataset"], sort=True):
@@ -136,6 +137,7 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
                     ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
                                alpha=0.08, lw=0)
             ax.set_xlabel(xlabel)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K and unit indices are whole numbers
             ax.set_ylabel(f"{metric} (%)")
             ax.set_title(f"{model} on {dataset}")
             ax.grid(alpha=0.3)
