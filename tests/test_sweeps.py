@@ -75,9 +75,15 @@ def test_fast_job_composition_matches_hydra(tmp_path):
     assert len(jobs) == 3 * 14 and jobs[17].config.method.name == "gap_fc" and jobs[17].config.k == 3
 
 
-@pytest.mark.parametrize("script,launcher", [(p, "local") for p in SWEEP_FILES]
-                         + [(REPO / "sweeps" / "a4_02_spatial_vs_channel.sh", "slurm")],
-                         ids=[f"{p.stem}-local" for p in SWEEP_FILES] + ["a4_02-slurm"])
+# The two scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) run with the slow tests.
+HEAVY = {"a4_04_imagenet", "a4_06_patch_size"}
+
+
+@pytest.mark.parametrize("script,launcher",
+                         [pytest.param(p, "local", id=f"{p.stem}-local",
+                                       marks=[pytest.mark.slow] if p.stem in HEAVY else [])
+                          for p in SWEEP_FILES]
+                         + [pytest.param(REPO / "sweeps" / "a4_02_spatial_vs_channel.sh", "slurm", id="a4_02-slurm")])
 def test_every_sweeps_file_command_parses(script, launcher, env, tmp_path):
     """Each sweeps/ file's multiruns, dry (every job composed and validated, nothing run); the SLURM form once
     (every script passes hydra/launcher=$LAUNCHER the same way, through sweeps/lib.sh)."""
