@@ -1,13 +1,16 @@
 """Print a grid-task sweep as the paper's Table 1: test accuracy per (network, padding, target) and grid size.
 
-    python sweeps/position_table.py runs/position_cpu [runs/position_table1/location ...] [--value test_top1]
+    python sweeps/position_table.py runs/sweeps/grid_cpu [runs/sweeps/grid_location ...] [--value test_top1]
+
+The records are read by spatialprobe.collect (the same table `python -m spatialprobe.collect` writes).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from spatialprobe.collect import collect_dirs
 
 
 def main() -> None:
@@ -15,26 +18,25 @@ def main() -> None:
     ap.add_argument("sweep_dirs", type=Path, nargs="+")
     ap.add_argument("--value", default="test_top1", help="record field to tabulate (default: test_top1)")
     args = ap.parse_args()
-    cells: dict[tuple[str, str, str], dict[int, dict]] = {}
-    for sweep in args.sweep_dirs:
-        for path in sorted(sweep.rglob("result.json")):
-            rec = json.loads(path.read_text())
-            if rec.get("status") != "complete" or rec["config"]["dataset"].get("kind") != "grid":
-                continue
-            ds, model = rec["config"]["dataset"], rec["config"]["model"]
-            row = (rec["model"], model.get("padding") or "zeros", ds["target"])
-            cells.setdefault(row, {})[int(ds["grid"])] = rec
-    if not cells:
+    df = collect_dirs(args.sweep_dirs)
+    if "config.dataset.kind" in df.columns:
+        df = df[(df["record"] == "train") & (df["status"] == "complete") & (df["config.dataset.kind"] == "grid")]
+    else:
+        df = df.iloc[0:0]
+    if df.empty:
         raise SystemExit(f"no complete grid-task records under {', '.join(map(str, args.sweep_dirs))}")
-    grids = sorted({g for row in cells.values() for g in row})
+    padding = df["config.model.padding"].fillna("zeros") if "config.model.padding" in df.columns else "zeros"
+    df = df.assign(padding=padding, grid=df["config.dataset.grid"].astype(int), target=df["config.dataset.target"])
+    grids = sorted(df["grid"].unique())
     print("| network | padding | target | " + " | ".join(f"{g}x{g}" for g in grids) + " | minutes per run |")
     print("|---|---|---|" + "---|" * (len(grids) + 1))
-    for (name, padding, target), by_grid in sorted(cells.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
-        values = [by_grid.get(g, {}).get(args.value) for g in grids]
-        minutes = " / ".join(f"{by_grid[g]['wall_time_s'] / 60:.1f}" for g in grids if g in by_grid)
+    for (target, padding, name), rows in df.groupby(["target", "padding", "model"], sort=True):
+        by_grid = {int(r.grid): r for r in rows.itertuples()}  # one run per grid size (the last one read)
+        values = [getattr(by_grid[g], args.value) if g in by_grid else None for g in grids]
+        minutes = " / ".join(f"{by_grid[g].wall_time_s / 60:.1f}" for g in grids if g in by_grid)
         print(f"| {name} | {padding} | {target} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in values)
               + f" | {minutes} |")
-    for target in sorted({t for _, _, t in cells}):
+    for target in sorted(df["target"].unique()):
         chance = [100.0 / (g * g) if target == "location" else 10.0 for g in grids]
         print(f"| chance | | {target} | " + " | ".join(f"{c:.1f}" for c in chance) + " | |")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import REPO
 from spatialprobe.collect import collect_dirs, collect_wandb
 from spatialprobe.errors import UserError
 from spatialprobe.plot import make_all
@@ -182,3 +183,25 @@ def test_plot_train_test_matrix_from_eval_rows(tmp_path):
     m = pd.read_csv(tmp_path / "out" / "train_test_matrix.csv").set_index("train_method")
     assert m.loc["spatial_shuffle", "none"] == "73.74 ± 0.00" and m.loc["none", "spatial_shuffle"] == "23.49 ± 0.30"
     assert json.dumps(sorted(m.columns)) == json.dumps(["dataset", "model", "none", "spatial_shuffle"])
+
+
+def test_position_table_script_reads_grid_records_through_collect(tmp_path):
+    """sweeps/position_table.py: one row per (network, padding, target), a column per grid size, chance."""
+    for model, base in (("gapnet_resnet18", 100.0), ("permutenet_resnet18", 30.0)):
+        for grid in (3, 5):
+            run = tmp_path / "sweep" / f"{model}-n{grid}"
+            run.mkdir(parents=True)
+            cfg = {"dataset": {"kind": "grid", "grid": grid, "target": "location"}, "model": {"padding": None}}
+            (run / "result.json").write_text(json.dumps({"status": "complete", "model": model, "config": cfg,
+                                                         "test_top1": base - grid, "wall_time_s": 60.0 * grid}))
+    failed = tmp_path / "sweep" / "failed"
+    failed.mkdir()
+    (failed / "result.json").write_text(json.dumps({"status": "failed", "config": {"dataset": {"kind": "grid"}}}))
+    p = subprocess.run([sys.executable, str(REPO / "sweeps" / "position_table.py"), str(tmp_path / "sweep")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("| network | padding | target | 3x3 | 5x5 |")
+    assert "| gapnet_resnet18 | zeros | location | 97.0 | 95.0 | 3.0 / 5.0 |" in lines
+    assert "| permutenet_resnet18 | zeros | location | 27.0 | 25.0 | 3.0 / 5.0 |" in lines
+    assert "| chance | | location | 11.1 | 4.0 | |" in lines

@@ -61,6 +61,11 @@ def train_row(record: dict, run_dir: Path, sweep: str) -> dict:
     return row
 
 
+def evaluated_run_dir(eval_path: Path) -> Path:
+    """The run an ``eval-*.json`` belongs to: it sits beside the checkpoint, in <run>/checkpoints/."""
+    return eval_path.parent.parent if eval_path.parent.name == "checkpoints" else eval_path.parent
+
+
 def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
     """One evaluation record, with the config of the run it evaluated (looked up by run directory)."""
     trained = ev.get("trained", {})
@@ -72,7 +77,7 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
         test_method = "none"
     else:
         test_method = trained_method
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run_dir = evaluated_run_dir(path)
     base = {k: v for k, v in (train or {}).items() if k.startswith("config.") or k in (
         "params", "flops", "units", "receptive_field", "arch", "config_hash")}
     return {
@@ -109,10 +114,9 @@ def collect_dirs(dirs: Iterable[str | Path]):
         for path in sorted(d.rglob("eval-*.json")):
             ev = read_json(path)
             if isinstance(ev, dict) and "top1_mean" in ev:
-                evals.append((path, ev, _sweep_name(d, path.parent.parent)))
+                evals.append((path, ev, _sweep_name(d, evaluated_run_dir(path))))
     for path, ev, sweep in evals:
-        run_dir = (path.parent.parent if path.parent.name == "checkpoints" else path.parent).resolve()
-        rows.append(eval_row(ev, path, train_by_dir.get(str(run_dir)), sweep))
+        rows.append(eval_row(ev, path, train_by_dir.get(str(evaluated_run_dir(path).resolve())), sweep))
     if not rows:
         raise UserError(f"no result records ({RECORD_NAME} or eval-*.json) under {', '.join(map(str, dirs))}; "
                         "give the directory of a sweep (runs/sweeps/<experiment>) or of a run")

@@ -27,14 +27,19 @@ import sys
 from pathlib import Path
 
 from .errors import UserError, reported
+from .records import VOLATILE_KEYS
 
 REQUIRED = ["model", "dataset", "method", "k", "status", "params"]
-# config columns that never define a curve of their own
-NOT_VARIANTS = {"config.k", "config.seed", "config.name", "config.experiment_name", "config.resume", "config.dry_run",
-                "config.method.name", "config.method.unit", "config.dataset.root", "config.dataset.download",
-                "config.dataset.verify", "config.dataset.format", "config.eval.seed", "config.eval.test_best"}
-NOT_VARIANT_PREFIXES = ("config.paths.", "config.logger.", "config.trainer.enable_progress_bar",
-                        "config.trainer.log_every_n_steps")
+# config columns that never define a curve of their own: the axes and seeds, where the data is read
+# from, and every key that does not change a run's result (records.VOLATILE_KEYS)
+NOT_VARIANTS = {"config.k", "config.seed", "config.method.name", "config.method.unit", "config.dataset.root",
+                "config.dataset.download", "config.dataset.verify", "config.dataset.format", "config.eval.seed",
+                "config.eval.test_best"}
+VOLATILE_COLUMNS = tuple(f"config.{key}" for key in VOLATILE_KEYS)
+
+
+def _not_a_variant(column: str) -> bool:
+    return column in NOT_VARIANTS or any(column == v or column.startswith(v + ".") for v in VOLATILE_COLUMNS)
 
 
 def load_table(path: str | Path, metric: str = "test_top1"):
@@ -66,8 +71,7 @@ def train_points(df, metric: str = "test_top1"):
     if "unit" not in df.columns:
         df["unit"] = df["config.method.unit"] if "config.method.unit" in df.columns else float("nan")
     df["k"] = df["k"].astype(int)
-    variants = [c for c in df.columns if c.startswith("config.") and c not in NOT_VARIANTS
-                and not c.startswith(NOT_VARIANT_PREFIXES)
+    variants = [c for c in df.columns if c.startswith("config.") and not _not_a_variant(c)
                 and df.groupby(["model", "dataset"])[c].transform(lambda s: s.astype(str).nunique()).max() > 1]
     method_variants = [c for c in variants if c.startswith("config.method.")]
     setting_variants = [c for c in variants if c not in method_variants]

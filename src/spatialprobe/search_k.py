@@ -71,6 +71,7 @@ def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     from . import models
+    from .methods import METHODS
     from .records import write_json_atomic
     from .sweep import compose_jobs, validate_jobs
 
@@ -84,7 +85,7 @@ def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
     require_number(cfg, "search.k_max", integer=True, minimum=1, maximum=units, optional=True)
     if cfg.method.name == "none":
         raise ConfigError("method", "none", "search_k needs a method that modifies units",
-                          ["spatial_shuffle", "patch_shuffle", "channel_shuffle", "gap_fc", "conv1x1"])
+                          [name for name in METHODS if name != "none"])
     metric = str(cfg.search.metric)
 
     master = cfg_with_hydra(cfg, HydraConfig.get())

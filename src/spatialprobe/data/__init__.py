@@ -35,6 +35,11 @@ def validate_array(cfg: DictConfig) -> None:
                           f"{native_size(cfg.dataset)} px {cfg.dataset.name} images", [32, 64, 96, "..."])
 
 
+def _channels_last(cfg: DictConfig) -> bool:
+    """Batches in NHWC memory when the model asks for it (model.channels_last)."""
+    return bool(OmegaConf.select(cfg, "model.channels_last", default=False))
+
+
 def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
     splits = load_splits(cfg.dataset, cfg.paths.cache_dir)
     val_size = int(cfg.dataset.val_size or 0)
@@ -42,12 +47,12 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
         raise ConfigError("dataset.val_size", val_size, f"must be smaller than the {len(splits.y['train'])} "
                           "training images")
     return ArrayDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                           channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
+                           channels_last=_channels_last(cfg))
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                                             channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
+                                             channels_last=_channels_last(cfg))
 
 
 def validate_grid(cfg: DictConfig) -> None:
@@ -58,7 +63,7 @@ def validate_grid(cfg: DictConfig) -> None:
 def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
     splits = load_splits(grid.source_config(cfg.dataset), cfg.paths.cache_dir)
     return grid.GridDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                               channels_last=bool(OmegaConf.select(cfg, "model.channels_last", default=False)))
+                               channels_last=_channels_last(cfg))
 
 
 #: dataset.kind -> (checks without file access, datamodule builder)
