@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -33,7 +37,8 @@ def fake_cifar100(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def env(tmp_path) -> dict:
-    """Environment for subprocess runs: private cache and run roots, offline W&B."""
+    """Environment of a command (a subprocess, or :func:`cli` in this process): private cache and
+    run roots, offline W&B."""
     e = dict(os.environ)
     e.update(SPATIALPROBE_CACHE=str(tmp_path / "cache"), SPATIALPROBE_RUNS=str(tmp_path / "runs"),
              WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore")
@@ -48,8 +53,55 @@ TINY = [
 
 
 def run_cli(module: str, args: list[str], env: dict, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` in a new process: for the tests where the process is the point
+    (signals, SIGKILL, launchers, one smoke test and one error line per command)."""
     return subprocess.run([sys.executable, "-m", module, *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def cli(module: str, args: list[str], env: dict | None = None, cwd: Path | None = None,
+        timeout: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m <module> <args>`` run in this process: the module's ``main()`` with ``sys.argv``,
+    the environment and the working directory of the command, its stdout / stderr captured and its
+    ``SystemExit`` turned into the exit status (an uncaught exception propagates). Seconds of
+    imports cheaper than :func:`run_cli`; everything the process would print or exit with is the same.
+    ``timeout`` is accepted for symmetry with :func:`run_cli` and ignored."""
+    import pytorch_lightning  # noqa: F401  (its logging handler binds the real stderr, not our capture)
+
+    main = importlib.import_module(module).main
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    code = 0
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = [module, *map(str, args)]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+                if not isinstance(exit_.code, int | None):
+                    print(exit_.code, file=sys.stderr)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        for handler in root.handlers[:]:  # Hydra's job logging: drop its handlers, put pytest's back
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in saved_handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(saved_level)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 def compose_train(*overrides: str):

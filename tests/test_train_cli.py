@@ -1,42 +1,122 @@
-"""End to end through the real entry point: a tiny run writes a complete record; bad input fails early."""
+"""End to end through the training entry point: a tiny run writes a complete record whose numbers
+other commands reproduce; re-runs skip, resume or retrain as documented; bad input fails early.
+
+One run goes through a real ``python -m spatialprobe.train`` process (the smoke test); the others
+call the same entry point in this process (:func:`conftest.cli`).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
+import torch
 
-from conftest import TINY, run_cli
+from conftest import TINY, cli, run_cli
 
 
-def train(args, env, cwd, run_dir):
-    return run_cli("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
+def train(args, env, cwd, run_dir, process=False):
+    return (run_cli if process else cli)("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
+
+
+def evaluate(ckpt, env, cwd, *extra) -> dict:
+    p = cli("spatialprobe.evaluate", [f"ckpt={ckpt}", *extra], env, cwd)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def metrics(run_dir, attempt=1) -> list[dict]:
+    with open(run_dir / "logs" / f"attempt-{attempt}" / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def per_epoch(rows, key) -> dict[int, float]:
+    return {int(r["epoch"]): float(r[key]) for r in rows if r.get(key)}
+
+
+def of_64(value: float) -> bool:
+    """A top-1 accuracy over the 64 test images is a multiple of 100/64 (to the record's 4 decimals)."""
+    return abs(value * 64 / 100 - round(value * 64 / 100)) < 1e-3
 
 
 def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tmp_path):
     run_dir = tmp_path / "run"
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY]
-    p = train(args, env, tmp_path, run_dir)
+    p = train(args, env, tmp_path, run_dir, process=True)  # the smoke test: a real process
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((run_dir / "result.json").read_text())
     assert rec["status"] == "complete" and rec["reason"] is None
     assert rec["model"] == "resnet18" and rec["dataset"] == "cifar10" and rec["method"] == "none" and rec["k"] == 0
-    assert isinstance(rec["params"], int) and rec["params"] > 0 and rec["flops"] > 0
-    for key in ("val_top1_best", "val_top1_final", "test_top1_final", "test_top1_best", "test_top1", "val_top1"):
-        assert 0.0 <= rec[key] <= 100.0, key
+    assert rec["params"] == 44_622 and rec["flops"] > 0 and rec["steps"] == 160 // 16 and rec["epochs"] == 1
     assert rec["data_sizes"] == {"train": 160, "val": 64, "test": 64}
     assert rec["config"]["model"]["width"] == 0.0625 and rec["config_hash"] and rec["wall_time_s"] > 0
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
-    csv = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text()
-    assert "val_top1" in csv.splitlines()[0] and "train_loss_step" in csv.splitlines()[0]
+    rows = metrics(run_dir)
+    assert "val_top1" in rows[0] and "train_loss_step" in rows[0]
+    # the numbers are real counts over the 64 test images, and other paths reproduce them:
+    for key in ("val_top1_best", "val_top1_final", "test_top1_final", "test_top1_best"):
+        assert of_64(rec[key]), (key, rec[key])
+    assert rec["test_top1"] == rec["test_top1_final"] and rec["val_top1"] == rec["val_top1_final"]
+    # without val_size the test images double as validation, and the unmodified network is deterministic
+    assert rec["val_top1_final"] == rec["test_top1_final"] == per_epoch(rows, "val_top1")[0]
+    assert evaluate(run_dir / "checkpoints" / "last.ckpt", env, tmp_path)["top1_mean"] == rec["test_top1_final"]
+    assert evaluate(run_dir / "checkpoints" / "best.ckpt", env, tmp_path)["top1_mean"] == rec["test_top1_best"]
     # the same command again: nothing is retrained, the record stays as it was
     p2 = train(args, env, tmp_path, run_dir)
     assert p2.returncode == 0 and "skipped, already complete" in p2.stdout
-    assert json.loads((run_dir / "result.json").read_text())["finished"] == rec["finished"]
+    assert json.loads((run_dir / "result.json").read_text()) == rec
     # a different config into the same directory is refused, the record kept
     p3 = train([*args, "seed=5"], env, tmp_path, run_dir)
-    assert p3.returncode == 2 and "different configuration" in p3.stderr
-    assert json.loads((run_dir / "result.json").read_text())["seed"] == 0
+    assert p3.returncode == 2 and "different configuration" in p3.stderr.strip().splitlines()[-1]
+    assert json.loads((run_dir / "result.json").read_text()) == rec
+
+
+def test_best_ckpt_holds_the_epoch_of_the_highest_val_top1(fake_cifar10, env, tmp_path):
+    """README: best.ckpt = highest val_top1. With a constant, too large learning rate the validation
+    accuracy goes up and down, so the best epoch is not the last one and best != last."""
+    run_dir = tmp_path / "run"
+    args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=4",
+            "recipe.schedule=constant", "recipe.lr=0.5"]
+    p = train(args, env, tmp_path, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = json.loads((run_dir / "result.json").read_text())
+    val = per_epoch(metrics(run_dir), "val_top1")
+    assert sorted(val) == [0, 1, 2, 3]
+    best_epoch = max(val, key=lambda e: (val[e], -e))  # the first epoch that reached the maximum
+    assert best_epoch != 3, val  # the premise of this test: the last epoch is not the best
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] == best_epoch and last["epoch"] == 3
+    assert rec["val_top1_best"] == pytest.approx(val[best_epoch], abs=1e-4)
+    assert rec["val_top1_final"] == pytest.approx(val[3], abs=1e-4)
+    # the weights in best.ckpt are the best epoch's: evaluated on the (same) test images they give its accuracy
+    assert evaluate(run_dir / "checkpoints" / "best.ckpt", env, tmp_path)["top1_mean"] == pytest.approx(
+        val[best_epoch], abs=1e-3) == rec["test_top1_best"]
+
+
+def test_resume_false_trains_an_unfinished_run_from_scratch(fake_cifar10, env, tmp_path):
+    """An unfinished run resumes from last.ckpt by default; resume=false starts again at step 0
+    (and retrains a complete run instead of skipping it)."""
+    run_dir = tmp_path / "run"
+    args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=2", "checkpoint.every_n_steps=5"]
+    p = train([*args, "debug.crash_at_epoch=0"], env, tmp_path, run_dir)  # fails after epoch 0: last.ckpt at step 10
+    assert p.returncode != 0 and json.loads((run_dir / "result.json").read_text())["status"] == "failed"
+    p = train([*args, "resume=false"], env, tmp_path, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = [int(r["step"]) for r in metrics(run_dir, attempt=2)]
+    assert min(steps) == 0 and max(steps) >= 19  # both epochs trained again
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["status"] == "complete" and rec["attempts"] == 2 and rec["steps"] == 20
+    p = train([*args, "resume=false"], env, tmp_path, run_dir)  # complete: retrained all the same
+    assert p.returncode == 0 and "skipped" not in p.stdout
+    assert json.loads((run_dir / "result.json").read_text())["attempts"] == 3
+    assert min(int(r["step"]) for r in metrics(run_dir, attempt=3)) == 0
+    # the default (resume=true) on a failed run continues from its checkpoint instead
+    other = tmp_path / "other"
+    train([*args, "debug.crash_at_epoch=0"], env, tmp_path, other)
+    assert train(args, env, tmp_path, other).returncode == 0
+    assert min(int(r["step"]) for r in metrics(other, attempt=2)) >= 10
 
 
 BAD = [
@@ -89,8 +169,9 @@ def test_wandb_offline_run_holds_the_logged_metrics(fake_cifar10, env, tmp_path)
     run = run_contents(files[0])
     assert run["group"] == "g1"
     assert set(run["tags"]) == {"model:resnet18", "dataset:cifar10", "method:none", "k:0", "mine"}
+    # the W&B history holds exactly the values of metrics.csv, epoch by epoch
     val = [row["val_top1"] for row in run["history"] if "val_top1" in row]
-    assert len(val) == 2 and all(0 <= v <= 100 for v in val)
+    assert val == pytest.approx(list(per_epoch(metrics(run_dir), "val_top1").values()), abs=1e-4) and len(val) == 2
     assert val[-1] == pytest.approx(rec["val_top1_final"], abs=1e-3)
     assert any("train_loss_step" in row for row in run["history"])
     assert run["summary"]["test_top1_final"] == pytest.approx(rec["test_top1_final"], abs=1e-3)

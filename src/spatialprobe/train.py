@@ -154,11 +154,13 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
+                                 save_top_k=1, enable_version_counter=False)
+    # last.ckpt at every epoch end (Lightning's save_last=True writes it only when best.ckpt improves)
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
-    callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
+    callbacks = [checkpoint, last, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
                  *debug_faults(cfg, run_dir),
                  *task_callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
