@@ -1,12 +1,15 @@
-"""inspect and evaluate through their real entry points, on the output of a real (tiny) training run."""
+"""inspect and evaluate through their entry points (in this process, :func:`conftest.cli`), on the output
+of a real (tiny) training run."""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY
+from conftest import cli as run_cli
 
 
 def last_json(stdout: str) -> dict:
@@ -70,7 +73,9 @@ def test_evaluate_test_time_method_passes_mean_and_std(trained, tmp_path):
     rec = last_json(p.stdout)
     assert rec["passes"] == 4 and len(rec["top1"]) == 4 and rec["stochastic"] is True
     assert rec["test_time_method"]["method"] == "channel_shuffle" and rec["test_time_method"]["modified_units"] == [7]
-    assert min(rec["top1"]) <= rec["top1_mean"] <= max(rec["top1"])
+    assert rec["top1_mean"] == pytest.approx(statistics.fmean(rec["top1"]), abs=1e-4)
+    assert rec["top1_std"] == pytest.approx(statistics.stdev(rec["top1"]), abs=1e-4) and rec["top1_std"] > 0
+    assert all(abs(t * 64 / 100 - round(t * 64 / 100)) < 1e-3 for t in rec["top1"])  # counts over 64 images
     assert len(set(rec["loss"])) == 4  # every pass drew its own permutations
     assert rec["eval_seed"] == 1  # training seed 0 + 1
     saved = json.loads(open(rec["path"]).read())
@@ -108,3 +113,23 @@ def test_evaluate_bad_input(trained, tmp_path, extra, needle):
 def test_evaluate_missing_checkpoint(env, tmp_path):
     p = run_cli("spatialprobe.evaluate", [f"ckpt={tmp_path / 'nope.ckpt'}"], env, tmp_path)
     assert p.returncode == 2 and "no such checkpoint" in p.stderr
+
+
+def test_evaluate_finds_moved_data_through_data_root(trained, tmp_path):
+    """README: ``data.root=`` points evaluate at the data when it no longer lives where training read it."""
+    import torch
+
+    run_dir, env, root = trained
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt["spatialprobe_config"]["dataset"]["root"] = str(tmp_path / "moved-away")  # where the data was
+    moved = tmp_path / "last.ckpt"
+    torch.save(ckpt, moved)
+    args = ["eval.keep_method=false"]
+    p = run_cli("spatialprobe.evaluate", [f"ckpt={moved}", *args], env, tmp_path)
+    assert p.returncode == 2 and "moved-away" in p.stderr.strip().splitlines()[-1], p.stderr[-2000:]
+    p = run_cli("spatialprobe.evaluate", [f"ckpt={moved}", *args, f"data.root={root}"], env, tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    here = last_json(p.stdout)
+    there = last_json(run_cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *args],
+                              env, tmp_path).stdout)
+    assert here["images"] == there["images"] == 64 and here["top1"] == there["top1"] and here["loss"] == there["loss"]

@@ -1,9 +1,14 @@
-"""No result is ever lost: kills, signals, crashes, divergence, unusable output directories."""
+"""No result is ever lost: kills, signals, crashes, divergence, unusable output directories.
+
+Kills and signals hit real ``python -m spatialprobe.train`` processes (the process is the point);
+the reference run, crashes, divergence and sweeps call the same entry point in this process.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,8 +17,8 @@ import time
 import pytest
 import torch
 
-from conftest import TINY, run_cli
-from spatialprobe.callbacks import AtomicCheckpointIO
+from conftest import TINY, cli
+from spatialprobe.callbacks import AtomicCheckpointIO, ResumableCheckpoint
 from spatialprobe.records import write_json_atomic
 
 # deterministic, resumable, and long enough to be interrupted: 10 steps per epoch, last.ckpt every 3
@@ -48,12 +53,17 @@ RESULT_KEYS = ("steps", "epochs", "val_top1_final", "val_top1_best", "test_top1_
                "train_loss_final")
 
 
+def in_process(args, env, cwd, run_dir) -> subprocess.CompletedProcess:
+    return cli("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(fake_cifar10, tmp_path_factory):
+    """The reference: trained in this process (one thread, as the killed processes)."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
     env = det_env(dict(os.environ, SPATIALPROBE_CACHE=str(tmp / "cache"), WANDB_MODE="offline"))
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *RESUMABLE]
-    p = finish(args, env, tmp, tmp / "run")
+    p = in_process(args, env, tmp, tmp / "run")
     assert p.returncode == 0, p.stderr[-3000:]
     return args, env, tmp / "run"
 
@@ -73,7 +83,7 @@ def test_sigkill_mid_epoch_then_same_command_equals_an_uninterrupted_run(uninter
     assert killed.returncode == -signal.SIGKILL
     assert record(run_dir)["status"] == "running"  # the record never claims what did not happen
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 12
-    resumed = finish([*args, "debug.kill_at_step=14"], env, tmp_path, run_dir)
+    resumed = in_process([*args, "debug.kill_at_step=14"], env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert record(run_dir)["attempts"] == 2
     assert_same_result(run_dir, reference)
@@ -93,42 +103,77 @@ def test_sigkill_at_a_random_moment_then_resume_equals_uninterrupted(uninterrupt
     p = start(args, env, tmp_path, run_dir)
     deadline = time.time() + 300
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.1 + 0.4 * (os.getpid() % 7) / 7)
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.15))  # somewhere in the 27 steps, 3 validations and test still to come
     p.send_signal(signal.SIGKILL)
     p.communicate(timeout=60)
-    resumed = finish(args, env, tmp_path, run_dir)
+    assert p.returncode == -signal.SIGKILL  # killed mid-run, not finished before the signal
+    assert record(run_dir)["status"] == "running" and record(run_dir)["attempts"] == 1
+    resumed = in_process(args, env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert record(run_dir)["attempts"] == 2
     assert_same_result(run_dir, reference)
 
 
 def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted, tmp_path):
     args, env, reference = uninterrupted
     run_dir = tmp_path / "run"
-    slow = [*args, "trainer.max_epochs=3"]
-    p = start(slow, env, tmp_path, run_dir)
+    p = start(args, env, tmp_path, run_dir)
     deadline = time.time() + 300
     while not (run_dir / "checkpoints" / "last.ckpt").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    p.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)  # right after the first periodic checkpoint (step 3 of 30)
     _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
     rec = record(run_dir)
-    if p.returncode != 0:  # (the run may have finished before the signal arrived: then it is simply complete)
-        assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
-        assert rec["status"] == "failed" and "SIGTERM" in rec["reason"] and "resume" in rec["reason"]
-    resumed = finish(slow, env, tmp_path, run_dir)
+    assert rec["status"] == "failed" and "SIGTERM" in rec["reason"] and "resume" in rec["reason"]
+    # the checkpoint on disk was written for the signal, at the batch boundary after it arrived
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["saved_for"] == "SIGTERM" and 3 <= ckpt["global_step"] < 30
+    resumed = in_process(args, env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    second = (run_dir / "logs" / "attempt-2" / "metrics.csv").read_text().splitlines()
+    assert min(int(row.split(",")[header_index(second, "step")]) for row in second[1:]) >= ckpt["global_step"]
     assert_same_result(run_dir, reference)
+
+
+def test_checkpoint_every_minutes_and_every_n_steps():
+    """ResumableCheckpoint on a fake clock: last.ckpt when the minutes are up or every n steps."""
+    class Trainer:
+        global_step = 0
+
+        def __init__(self, callback):
+            self.saved, self.callback = [], callback
+
+        def save_checkpoint(self, path):
+            ckpt = {}
+            self.callback.on_save_checkpoint(self, None, ckpt)
+            self.saved.append((self.global_step, ckpt["saved_for"]))
+
+    now = [1000.0]
+    for kwargs, expected in (({"every_minutes": 0.3}, [3, 6, 9]), ({"every_n_steps": 4}, [4, 8]),
+                             ({}, [])):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("spatialprobe.callbacks.time.monotonic", lambda: now[0])
+            cb = ResumableCheckpoint("last.ckpt", on_signal=False, **kwargs)
+            trainer = Trainer(cb)
+            for step in range(1, 10):  # 8 s per step on the fake clock: 18 s are up after 3 steps
+                now[0] += 8.0
+                trainer.global_step = step
+                cb.on_train_batch_end(trainer, None, None, None, step)
+        assert trainer.saved == [(s, "schedule") for s in expected], kwargs
+    trainer.save_checkpoint("x")  # Lightning's own saves (epoch end, best) carry no reason
+    assert trainer.saved[-1] == (9, None)
 
 
 def test_injected_crash_fails_the_record_and_the_rerun_completes(fake_cifar10, env, tmp_path):
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=2", "debug.crash_at_epoch=0"]
     run_dir = tmp_path / "run"
-    p = finish(args, env, tmp_path, run_dir)
+    p = in_process(args, env, tmp_path, run_dir)
     assert p.returncode != 0
     rec = record(run_dir)
     assert rec["status"] == "failed" and "InjectedFault" in rec["reason"]
-    p = finish(args, env, tmp_path, run_dir)
+    p = in_process(args, env, tmp_path, run_dir)
     assert p.returncode == 0, p.stderr[-2000:]
     assert record(run_dir)["status"] == "complete" and record(run_dir)["attempts"] == 2
 
@@ -137,10 +182,10 @@ def test_sweep_with_injected_failures_reports_them_and_the_rerun_redoes_only_tho
     """Jobs #1 and #2 of a 4-job K-sweep crash once: the sweep goes on, names them, exits 1; the same
     command again trains only those two and leaves the complete records untouched."""
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY, "trainer.max_epochs=2",
+    args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
             "method=spatial_shuffle", "k=0,1,2,3", "debug.crash_at_epoch=0", "debug.only_jobs=[1,2]",
             f"hydra.sweep.dir={sweep_dir}"]
-    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    p = cli("spatialprobe.train", args, env, tmp_path)
     assert p.returncode == 1, (p.stdout[-3000:], p.stderr[-3000:])
     summary = p.stdout[p.stdout.index("2 of 4 runs complete"):]  # the sweep's last words
     assert summary.count("InjectedFault") == 2, summary
@@ -150,7 +195,7 @@ def test_sweep_with_injected_failures_reports_them_and_the_rerun_redoes_only_tho
     assert all(f"failed: {by_k[k]}" in summary for k in (1, 2))
     assert all("InjectedFault" in first[k]["reason"] for k in (1, 2))
 
-    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    p = cli("spatialprobe.train", args, env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "4 of 4 runs complete" in p.stdout and p.stdout.count("skipped, already complete") == 2
     again = {k: record(d) for k, d in by_k.items()}
@@ -160,8 +205,8 @@ def test_sweep_with_injected_failures_reports_them_and_the_rerun_redoes_only_tho
 
 def test_divergence_stops_with_a_clear_message_and_a_failed_record(fake_cifar10, env, tmp_path):
     run_dir = tmp_path / "run"
-    p = finish(["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "recipe.lr=1e12", "recipe.schedule=constant"],
-               env, tmp_path, run_dir)
+    p = in_process(["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "recipe.lr=1e12",
+                    "recipe.schedule=constant"], env, tmp_path, run_dir)
     assert p.returncode == 2
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("spatialprobe: error: loss became") and "recipe.lr" in last
@@ -180,8 +225,7 @@ def test_unusable_output_directory_is_reported_before_training(fake_cifar10, env
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, *extra]
     if not extra:
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
-    p = subprocess.run([sys.executable, "-m", "spatialprobe.train", *args], env={**env, **env_extra}, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    p = cli("spatialprobe.train", args, {**env, **env_extra}, tmp_path)
     assert p.returncode == 2 and needle in p.stderr.strip().splitlines()[-1], p.stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -15,10 +15,11 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, cli
 from spatialprobe import CONF_DIR
 from spatialprobe.config import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
+from spatialprobe.records import write_json_atomic
 
 EXPERIMENTS = group_choices("experiment")
 SWEEP_FILES = sorted(p for p in (REPO / "sweeps").glob("*.sh") if p.name != "lib.sh")
@@ -30,17 +31,17 @@ def missing_groups(experiment: str) -> list[str]:
     return [f"{g}={o}" for g, o in re.findall(r"override /(\w+): (\w+)", text) if o not in group_choices(g)]
 
 
-def skip_if_missing(experiment: str) -> None:
+def require_groups(experiment: str) -> None:
+    """An experiment that selects an option conf/ lacks is a broken experiment: the test fails."""
     missing = missing_groups(experiment)
-    if missing:
-        pytest.skip(f"experiment {experiment} needs {', '.join(missing)}, not in conf/ yet")
+    assert not missing, f"experiment {experiment} selects {', '.join(missing)}, which conf/ does not have"
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_every_job_validates(experiment):
     from spatialprobe.sweep import compose_jobs, validate_jobs
 
-    skip_if_missing(experiment)
+    require_groups(experiment)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
         assert cfg.experiment_name == experiment
@@ -91,8 +92,8 @@ def test_every_sweeps_file_command_parses(script, launcher, env, tmp_path):
     assert 'source "$(dirname "$0")/lib.sh"' in text  # the launcher, DRY_RUN and PY are handled there
     for experiment in re.findall(r"\b(\w+_(?:kcurve|matrix|channel|unit|size|downsample|augmentation|ablation|field))\b",
                                  text):
-        if experiment in EXPERIMENTS:
-            skip_if_missing(experiment)
+        assert experiment in EXPERIMENTS, f"{script.name} names {experiment}, which conf/experiment/ lacks"
+        require_groups(experiment)
     fake_bin = tmp_path / "bin"  # the SLURM form only needs sbatch to exist for a dry run
     fake_bin.mkdir()
     (fake_bin / "sbatch").write_text("#!/bin/sh\nexit 1\n")
@@ -122,7 +123,7 @@ def test_group_choices_include_experiments_and_launchers():
     ],
 )
 def test_bad_sweeps_fail_before_any_job(args, needle, env, tmp_path):
-    p = run_cli("spatialprobe.train", ["-m", *args], env, tmp_path)
+    p = cli("spatialprobe.train", ["-m", *args], env, tmp_path)
     assert p.returncode == 2, (p.stdout[-2000:], p.stderr[-2000:])
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("spatialprobe: error: ") and needle in lines[0], lines
@@ -132,7 +133,7 @@ def test_bad_sweeps_fail_before_any_job(args, needle, env, tmp_path):
 def test_slurm_launcher_without_sbatch_is_one_clear_line(env, tmp_path):
     (tmp_path / "bin").mkdir()
     env["PATH"] = str(tmp_path / "bin")  # a laptop: no SLURM commands
-    p = run_cli("spatialprobe.train", ["-m", "experiment=vgg16_cifar100_spatial_vs_channel", "hydra/launcher=slurm"],
+    p = cli("spatialprobe.train", ["-m", "experiment=vgg16_cifar100_spatial_vs_channel", "hydra/launcher=slurm"],
                 env, tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip() == ("spatialprobe: error: hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH "
@@ -146,29 +147,36 @@ def read(run_dir: Path) -> dict:
 
 
 def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path):
-    """A real tiny K-sweep (local submitit launcher, W&B offline): re-run trains nothing; a failed run is redone."""
+    """A real tiny K-sweep: its first job through the local submitit launcher (a subprocess), the
+    sweep then in this process with W&B offline: complete runs are skipped whatever the launcher or
+    logger, a re-run trains nothing, a failed run is redone."""
     from wandb_offline import run_contents
 
     sweep_dir = tmp_path / "sweeps" / "tiny"
-    args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
-            "method=spatial_shuffle", "k=0,2", f"hydra.sweep.dir={sweep_dir}"]
-    p = run_cli("spatialprobe.train", [*args, "hydra/launcher=local", "logger=wandb"], env, tmp_path)
+    base = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
+            "method=spatial_shuffle", f"hydra.sweep.dir={sweep_dir}"]
+    args = [*base, "k=0,2"]
+    p = cli("spatialprobe.train", [*base, "k=2", "hydra/launcher=local"], env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
-    assert "2 of 2 runs complete" in p.stdout
+    assert "1 of 1 runs complete" in p.stdout
+    assert list((sweep_dir / ".submitit").glob("*/*_result.pkl"))  # ran as a submitit job
+    p = cli("spatialprobe.train", [*args, "logger=wandb"], env, tmp_path)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
+    assert "2 of 2 runs complete" in p.stdout and p.stdout.count("skipped, already complete") == 1
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
     assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"
                                       "recipe.batch_size=16,trainer.log_every_n_steps=1,trainer.max_epochs=1"
                                       for k in (0, 2)]
     first = {d: read(d) for d in runs}
     assert [r["k"] for r in first.values()] == [0, 2] and all(r["status"] == "complete" for r in first.values())
-    assert (sweep_dir / ".submitit").is_dir()  # ran through submitit
+    assert all(r["attempts"] == 1 for r in first.values())
     # W&B: group = the sweep, tags = model/dataset/method/k
-    wb = run_contents(next((runs[1] / "wandb").glob("offline-run-*/run-*.wandb")))
+    wb = run_contents(next((runs[0] / "wandb").glob("offline-run-*/run-*.wandb")))
     assert wb["group"] == "tiny" and set(wb["tags"]) == {"model:resnet18", "dataset:cifar10", "method:spatial_shuffle",
-                                                           "k:2"}
+                                                           "k:0"}
 
-    # the same sweep again (in-process launcher, CSV logger): nothing is trained, no record changes
-    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    # the same sweep again (CSV logger): nothing is trained, no record changes
+    p = cli("spatialprobe.train", args, env, tmp_path)
     assert p.returncode == 0 and p.stdout.count("skipped, already complete") == 2, p.stdout[-2000:]
     assert {d: read(d) for d in runs} == first
 
@@ -176,18 +184,18 @@ def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path)
     rec = read(runs[1])
     rec.update(status="failed", reason="RuntimeError: node died")
     (runs[1] / "result.json").write_text(json.dumps(rec))
-    p = run_cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
+    p = cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
     assert p.returncode == 0 and "[complete]" in p.stdout and "[failed]" in p.stdout
-    p = run_cli("spatialprobe.train", args, env, tmp_path)
+    p = cli("spatialprobe.train", args, env, tmp_path)
     assert p.returncode == 0 and p.stdout.count("skipped, already complete") == 1, p.stdout[-2000:]
     assert read(runs[0]) == first[runs[0]]
     redone = read(runs[1])
-    assert redone["status"] == "complete" and redone["attempts"] == 2 and redone["finished"] != first[runs[1]]["finished"]
+    assert redone["status"] == "complete" and redone["attempts"] == 2 and redone["started"] >= first[runs[1]]["finished"]
 
 
 def test_a_failing_job_does_not_stop_the_sweep(fake_cifar10, env, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    p = run_cli("spatialprobe.train", ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
+    p = cli("spatialprobe.train", ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
                                        "recipe.lr=1e30,0.01", f"hydra.sweep.dir={sweep_dir}"], env, tmp_path)
     assert p.returncode == 1, p.stdout[-2000:]
     assert "1 of 2 runs complete" in p.stdout and "failed: " in p.stdout and "DivergenceError" in p.stdout
@@ -257,18 +265,58 @@ def test_search_k_needs_one_configuration(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-def test_search_k_end_to_end_then_the_sweep_skips_its_runs(fake_cifar10, env, tmp_path):
+def test_search_k_bisects_real_trainings_end_to_end_then_the_sweep_skips_its_runs(fake_cifar10, env, tmp_path):
+    """K_max=3 of a ResNet-18 with channel shuffle: the baseline, K=2, then K=1 or K=3 as the measured
+    accuracies decide. The path and the answer must be the bisection of the records' own numbers."""
+    from spatialprobe.search_k import bisect_k
+
     sweep_dir = tmp_path / "sweeps" / "s"
-    common = ["dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY, "method=spatial_shuffle",
-              f"hydra.sweep.dir={sweep_dir}"]
-    p = run_cli("spatialprobe.search_k", [*common, "search.k_max=1", "search.tolerance=100"], env, tmp_path)
+    common = ["dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY, "trainer.max_epochs=2",
+              "method=channel_shuffle", f"hydra.sweep.dir={sweep_dir}"]
+    search = [*common, "search.k_max=3", "search.tolerance=2"]
+    p = cli("spatialprobe.search_k", search, env, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
+    trained = [int(k) for k in re.findall(r"search_k: K=(\d+) ->", p.stdout)]
+    acc = {read(d)["k"]: read(d)["test_top1"] for d in sweep_dir.iterdir() if (d / "result.json").is_file()}
+    assert sorted(acc) == sorted(trained) and len(trained) == 3 and trained[:2] == [0, 2]
+    calls = []
+    expected, _ = bisect_k(lambda k: calls.append(k) or acc[k], 3, 2.0)  # the bisection of the measured numbers
+    assert calls == trained
+    summary = json.loads((sweep_dir / "search_k-channel_shuffle-tol2.json").read_text())
+    assert summary["k"] == expected and summary["baseline"] == acc[0] and summary["trained"] == 3
+    assert [r["k"] for r in summary["runs"]] == trained and all(r["status"] == "complete" for r in summary["runs"])
+    within = [k for k in acc if acc[k] >= acc[0] - 2.0]
+    assert expected in within and (expected == 3 or expected + 1 not in within or expected + 1 not in acc)
     last = p.stdout.strip().splitlines()[-1]
-    assert "largest K within 100 points" in last and "K=1 of 1" in last and "2 runs (at most 2" in last
-    runs = [d for d in sweep_dir.iterdir() if (d / "result.json").is_file()]
-    assert len(runs) == 2 and all(read(d)["status"] == "complete" for d in runs)
-    p = run_cli("spatialprobe.train", ["-m", *common, "k=0,1", "dry_run=true"], env, tmp_path)
-    assert p.returncode == 0 and p.stdout.count("[complete]") == 2, p.stdout
+    assert f"K={expected} of 3" in last and "3 runs (at most 3" in last
+    # a repeated search trains nothing; the multirun of the same K skips the search's runs
+    again = cli("spatialprobe.search_k", search, env, tmp_path)
+    assert again.returncode == 0 and again.stdout.count("skipped, already complete") == 3
+    p = cli("spatialprobe.train", ["-m", *common, f"k={','.join(map(str, trained))}", "dry_run=true"], env, tmp_path)
+    assert p.returncode == 0 and p.stdout.count("[complete]") == 3, p.stdout
+
+
+def test_dry_run_lists_every_state_and_shared_directories_are_refused(env, tmp_path):
+    """README: dry_run=true lists to do / complete / failed / running; two jobs that would share a run
+    directory (a swept key that stays out of the directory name) are refused before anything runs."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "model=resnet18", "model.width=0.0625", "method=spatial_shuffle", "k=0,1,2,3",
+            f"hydra.sweep.dir={sweep_dir}"]
+    states = {0: "complete", 1: "running", 2: "failed"}
+    for k, status in states.items():
+        write_json_atomic(sweep_dir / f"k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18" / "result.json",
+                          {"status": status})
+    p = cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
+    assert p.returncode == 0, p.stderr
+    listed = dict(re.findall(r"\[([a-z ]+)\] \S+/(k=\d)", p.stdout))
+    listed = {int(k[2:]): state for state, k in listed.items()}
+    assert listed == {**states, 3: "to do"}, p.stdout
+    # dataset.root is result-neutral and left out of the directory name: sweeping it would overwrite runs
+    p = cli("spatialprobe.train", [*args, "dataset.root=/a,/b", "dry_run=true"], env, tmp_path)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "would share the run directory" in p.stderr and "dataset.root=/a" in p.stderr and "dataset.root=/b" in p.stderr
+    assert sorted(d.name for d in sweep_dir.iterdir()) == sorted(
+        f"k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18" for k in states)  # nothing created
 
 
 # ---- notebook ---------------------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class ResumableCheckpoint(pl.Callback):
         self._previous: dict[int, object] = {}
         self._pending: int | None = None
         self._in_fit = False
+        self._saving_for: str | None = None
         self._last_save = time.monotonic()
 
     # -- signals
@@ -126,12 +127,21 @@ class ResumableCheckpoint(pl.Callback):
         due = self.every_n_steps and trainer.global_step % int(self.every_n_steps) == 0
         due = due or (self.every_minutes and time.monotonic() - self._last_save >= 60 * float(self.every_minutes))
         if due or self._pending is not None:
-            trainer.save_checkpoint(self.path)
+            self._saving_for = signal.Signals(self._pending).name if self._pending is not None else "schedule"
+            try:
+                trainer.save_checkpoint(self.path)
+            finally:
+                self._saving_for = None
             self._last_save = time.monotonic()
         if self._pending is not None:
             signum, self._pending = self._pending, None
             self._in_fit = False
             self._hand_over(signum)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # why this checkpoint was written: a signal's name, "schedule" (every_n_steps / every_minutes),
+        # or None (Lightning's own epoch-end and best checkpoints)
+        checkpoint["saved_for"] = self._saving_for
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._in_fit = False

@@ -9,7 +9,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-WANDB_MODES = ("offline", "online", "disabled")
+# "dryrun" is W&B's older name for offline; Lightning's WandbLogger writes it into $WANDB_MODE of the
+# process, so the next run of a multirun in the same process reads it back
+WANDB_MODES = ("offline", "online", "disabled", "dryrun")
 
 
 def wandb_tags(cfg: DictConfig) -> list[str]:
@@ -36,7 +38,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, config: dict, group: str | Non
                 id=run_id,
                 resume="allow",
                 save_dir=str(run_dir),
-                offline=cfg.logger.mode == "offline",
+                offline=cfg.logger.mode in ("offline", "dryrun"),
                 config=config,
             )
         )
