@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli
 from spatialprobe.collect import collect_dirs, collect_wandb
 from spatialprobe.errors import UserError
 from spatialprobe.plot import make_all
@@ -78,14 +80,13 @@ def test_collect_train_failed_and_eval_records(tmp_path):
 def test_collect_cli_writes_csv_and_rejects_empty_dirs(tmp_path):
     fake_record(tmp_path / "s" / "k=0", "none", 0, 70.0)
     out = tmp_path / "t.csv"
-    p = subprocess.run([sys.executable, "-m", "spatialprobe.collect", str(tmp_path / "s"), "-o", str(out)],
-                       capture_output=True, text=True)
+    p = cli("spatialprobe.collect", [str(tmp_path / "s"), "-o", str(out)])
     assert p.returncode == 0, p.stderr
     assert "1 rows (1 train complete)" in p.stdout and len(pd.read_csv(out)) == 1
     (tmp_path / "empty").mkdir()
     for args, needle in (([str(tmp_path / "empty")], "no result records"), ([str(tmp_path / "nope")], "no such directory"),
                          ([], "give sweep directories")):
-        p = subprocess.run([sys.executable, "-m", "spatialprobe.collect", *args], capture_output=True, text=True)
+        p = cli("spatialprobe.collect", args)
         assert p.returncode == 2 and p.stderr.startswith("spatialprobe: error: ") and needle in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
 
@@ -107,6 +108,50 @@ def test_collect_wandb_maps_runs_to_the_same_columns():
     assert list(df.k) == [0, 3] and list(df.status) == ["complete", "failed"]
     assert list(df.test_top1) == [80.0, 70.0] and set(df.sweep) == {"demo"} and "_step" not in df.columns
     assert df["config.model.width"].tolist() == [0.25, 0.25] and df.method.tolist() == ["spatial_shuffle"] * 2
+
+
+def test_collect_wandb_through_the_command_line(tmp_path, monkeypatch):
+    """``python -m spatialprobe.collect --wandb ENTITY/PROJECT --group G -o CSV`` against a fake
+    ``wandb.Api``: the table it writes, and one line when W&B cannot be read."""
+    import wandb
+
+    class Run:
+        def __init__(self, k, acc):
+            self.summary = {"test_top1": acc, "params": 10 - k, "_runtime": 3.0}
+            self.config = {"seed": 1, "k": k, "model": {"name": "vgg16", "width": 0.25}, "_wandb": {"x": 1}}
+            self.tags = ["model:vgg16", "dataset:cifar10", "method:conv1x1", f"k:{k}", "mine"]
+            self.state, self.group, self.url, self.id = "finished", "demo", f"https://wandb/run{k}", f"id{k}"
+
+    asked = []
+
+    class Api:
+        def __init__(self, timeout=None):
+            asked.append(("timeout", timeout))
+
+        def runs(self, path, filters=None):
+            asked.append((path, filters))
+            if path == "me/offline":
+                raise ConnectionError("no network")
+            return [Run(0, 80.0), Run(2, 75.5)]
+
+    monkeypatch.setattr(wandb, "Api", Api)
+    out = tmp_path / "wb.csv"
+    p = cli("spatialprobe.collect", ["--wandb", "me/spatialprobe", "--group", "demo", "-o", str(out)])
+    assert p.returncode == 0, p.stderr
+    assert ("me/spatialprobe", {"group": "demo"}) in asked
+    assert p.stdout.strip() == f"2 rows (2 train complete) -> {out}"
+    df = pd.read_csv(out)
+    assert df.k.tolist() == [0, 2] and df.test_top1.tolist() == [80.0, 75.5] and df.params.tolist() == [10, 8]
+    assert df.method.tolist() == ["conv1x1"] * 2 and df.seed.tolist() == [1, 1] and set(df.sweep) == {"demo"}
+    assert df.run_dir.tolist() == ["https://wandb/run0", "https://wandb/run2"]
+    assert "_runtime" not in df.columns and not any(c.startswith("config._wandb") for c in df.columns)
+    # the table plots like one collected from run directories
+    assert "compressed.csv" in {w.name for w in make_all(out, tmp_path / "fig")}
+    p = cli("spatialprobe.collect", ["--wandb", "me/offline"])
+    assert p.returncode == 2 and p.stderr.startswith("spatialprobe: error: cannot read the runs of W&B project "
+                                                     "me/offline") and len(p.stderr.strip().splitlines()) == 1
+    p = cli("spatialprobe.collect", ["--wandb", "me/x", str(tmp_path)])
+    assert p.returncode == 2 and "one of the two" in p.stderr
 
 
 def synthetic_table(tmp_path: Path) -> Path:
@@ -136,7 +181,7 @@ def test_plot_writes_figures_and_the_papers_tables(tmp_path):
     assert {"kcurve_vgg16_cifar100.png", "kcurve_vgg16_cifar100.pdf", "compressed.csv", "compressed.md",
             "best.csv", "best.md", "kcurve_table.csv"} <= names
     png = tmp_path / "fig" / "kcurve_vgg16_cifar100.png"
-    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    assert png.read_bytes()[:4] == b"\x89PNG"  # what is drawn: test_plot_draws_*
     assert (tmp_path / "fig" / "kcurve_vgg16_cifar100.pdf").read_bytes()[:4] == b"%PDF"
     comp = pd.read_csv(tmp_path / "fig" / "compressed.csv").set_index("method")
     # within 1 point of the 70.0 baseline: spatial up to K=5 (69.05), conv1x1 up to K=2 (69.4; K=3 is 68.5)
@@ -157,12 +202,91 @@ def test_plot_writes_figures_and_the_papers_tables(tmp_path):
     assert pd.read_csv(tmp_path / "tight" / "compressed.csv").set_index("method").loc["spatial_shuffle", "k"] == 2
 
 
+@pytest.fixture()
+def drawn(monkeypatch) -> dict:
+    """The figures plot draws, by title, kept open (pyplot.close is made a no-op that remembers them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: dict = {}
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.setdefault(fig.axes[0].get_title(), []).append(fig))
+    yield figures
+    for figs in figures.values():
+        for fig in figs:
+            real_close(fig)
+
+
+def lines_of(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def test_plot_draws_mean_lines_std_bands_dashed_baseline_and_the_top_axis(tmp_path, drawn):
+    import numpy as np
+    from matplotlib.collections import PolyCollection
+
+    make_all(synthetic_table(tmp_path), tmp_path / "fig")
+    ((fig,),) = drawn.values()  # one figure: the K-curve of vgg16 on cifar100
+    ax = fig.axes[0]
+    assert ax.get_title() == "vgg16 on cifar100" and ax.get_xlabel() == "K (last K units modified)"
+    lines = lines_of(ax)
+    # one line per method: the mean over the two seeds (jitter -0.1 / +0.1) at K = 0..6
+    spatial, conv = lines["spatial_shuffle"], lines["conv1x1"]
+    assert list(spatial.get_xdata()) == list(range(7)) and list(conv.get_xdata()) == list(range(7))
+    assert np.allclose(spatial.get_ydata(), [70.0, 69.8, 69.5, 69.2, 69.1, 69.05, 60.0])
+    assert np.allclose(conv.get_ydata(), [70.0, 69.9, 69.4, 68.5, 66.0, 60.0, 50.0])
+    # +-1 std band around each line: std of (a - 0.1, a + 0.1) is 0.1414 at every K
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2
+    for band, line in zip(bands, (conv, spatial), strict=True):  # lines are drawn in sorted order
+        assert band.get_facecolor()[0][:3] == pytest.approx(matplotlib_rgb(line.get_color()))
+        verts = band.get_paths()[0].vertices
+        for k, acc in zip(line.get_xdata(), line.get_ydata(), strict=True):
+            at_k = verts[np.isclose(verts[:, 0], k)][:, 1]
+            assert at_k.min() == pytest.approx(acc - 0.1414, abs=1e-3) and at_k.max() == pytest.approx(acc + 0.1414,
+                                                                                                       abs=1e-3)
+    # the baseline: dashed, black, at the mean of every K=0 run (70.0)
+    base = lines["baseline"]
+    assert base.get_linestyle() == "--" and base.get_color() == "black" and set(base.get_ydata()) == {70.0}
+    # the top axis: K as % of the 13 units
+    (top,) = ax.child_axes
+    assert top.get_xlabel() == "% of the units modified"
+    assert top.get_xlim() == pytest.approx(tuple(100 * x / 13 for x in ax.get_xlim()))
+
+
+def matplotlib_rgb(color):
+    from matplotlib.colors import to_rgb
+
+    return to_rgb(color)
+
+
+def test_plot_draws_the_single_unit_figure(tmp_path, drawn):
+    rows = [{"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar100", "method": "none",
+             "k": 0, "seed": 0, "params": 100, "units": 13, "test_top1": 72.0}]
+    rows += [{"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar100",
+              "method": "spatial_shuffle", "k": 0, "unit": u, "seed": 0, "params": 100, "units": 13,
+              "test_top1": 72.0 - 0.5 * u} for u in range(13)]
+    table = tmp_path / "units.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    written = {w.name for w in make_all(table, tmp_path / "fig")}
+    assert {"unit_vgg16_cifar100.png", "unit_vgg16_cifar100.pdf"} <= written
+    assert not any(name.startswith("kcurve_vgg16") for name in written)  # no K-curve: every K is 0
+    ((fig,),) = drawn.values()
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "index of the single modified unit" and not ax.child_axes  # no % axis here
+    line = lines_of(ax)["spatial_shuffle"]
+    assert list(line.get_xdata()) == list(range(13)) and list(line.get_ydata()) == [72.0 - 0.5 * u for u in range(13)]
+    assert lines_of(ax)["baseline"].get_linestyle() == "--" and set(lines_of(ax)["baseline"].get_ydata()) == {72.0}
+
+
 def test_plot_bad_tables(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"model": ["vgg16"], "k": [0], "acc": [1.0]}).to_csv(bad, index=False)
     for args, needle in (([str(bad)], "lacks the required column(s) dataset, method, status, params, test_top1"),
                          ([str(tmp_path / "nope.csv")], "no such table")):
-        p = subprocess.run([sys.executable, "-m", "spatialprobe.plot", *args], capture_output=True, text=True)
+        p = cli("spatialprobe.plot", args)
         assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
     with pytest.raises(UserError, match="no complete run"):
         table = tmp_path / "failed.csv"
@@ -197,10 +321,11 @@ def test_position_table_script_reads_grid_records_through_collect(tmp_path):
     failed = tmp_path / "sweep" / "failed"
     failed.mkdir()
     (failed / "result.json").write_text(json.dumps({"status": "failed", "config": {"dataset": {"kind": "grid"}}}))
-    p = subprocess.run([sys.executable, str(REPO / "sweeps" / "position_table.py"), str(tmp_path / "sweep")],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    lines = p.stdout.splitlines()
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(sys, "argv", ["position_table.py", str(tmp_path / "sweep")])
+        runpy.run_path(str(REPO / "sweeps" / "position_table.py"), run_name="__main__")
+    lines = out.getvalue().splitlines()
     assert lines[0].startswith("| network | padding | target | 3x3 | 5x5 |")
     assert "| gapnet_resnet18 | zeros | location | 97.0 | 95.0 | 3.0 / 5.0 |" in lines
     assert "| permutenet_resnet18 | zeros | location | 27.0 | 25.0 | 3.0 / 5.0 |" in lines
