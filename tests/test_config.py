@@ -19,12 +19,31 @@ def compose_train(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
+def own_values(path) -> dict:
+    """The leaf values a yaml file sets itself (no defaults list, no interpolations), dotted keys."""
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            elif not (isinstance(value, str) and "${" in value):
+                yield f"{prefix}{key}", value
+
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    data.pop("defaults", None)
+    return dict(walk(data))
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_choices(g)])
 def test_every_group_option_composes_and_validates(group, option):
     cfg = compose_train(f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
-    assert cfg[group] is not None
+    # the composed group is the chosen file: every value it sets itself arrives unchanged
+    own = own_values(CONF_DIR / group / f"{option}.yaml")
+    assert own, f"conf/{group}/{option}.yaml sets nothing of its own"
+    composed = {key: OmegaConf.select(cfg[group], key) for key in own}
+    composed = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed.items()}
+    assert composed == own
 
 
 def test_defaults_are_the_papers_cifar_recipe():

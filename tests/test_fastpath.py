@@ -130,15 +130,34 @@ def test_image_size_override_on_cifar100_and_bad_sizes(fake_cifar100):
         assert err.value.key == key
 
 
-def test_host_resident_split_gives_the_same_batches():
-    """A split kept in host memory (gathered per batch) batches exactly like a device-resident one."""
+@pytest.mark.parametrize("target", ["cpu:0", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_host_resident_split_gives_the_same_batches(target, monkeypatch):
+    """A split kept in host memory (gathered per batch, then copied to the device) batches exactly like a
+    device-resident one. Without a GPU the target is ``cpu:0``: torch compares it unequal to the
+    images' ``cpu``, so the host-gather branch runs (and is seen to run: every batch goes through
+    ``.to(target)``)."""
     x = torch.randint(0, 256, (40, 8, 8, 3), dtype=torch.uint8)
     y = torch.arange(40)
     kw = dict(shuffle=True, augment=True, seed=3, pad=2, size=16)
-    a = list(TensorBatches(x, y, 16, MEAN, STD, **kw))
-    b = list(TensorBatches(x.clone(), y, 16, MEAN, STD, device="cpu", **kw))
-    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b, strict=True))
-    assert a[0][0].shape == (16, 3, 16, 16)
+    resident = list(TensorBatches(x.to(target), y, 16, MEAN, STD, **kw))
+    host = TensorBatches(x.clone(), y, 16, MEAN, STD, device=target, **kw)
+    assert host.images.device != host.device  # images in host memory, batches for the device
+    copied = []
+    real_to = torch.Tensor.to
+
+    def spy(t, *args, **kwargs):
+        if t.dtype == torch.uint8 and t.dim() == 4:
+            copied.append(len(t))
+        return real_to(t, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    batches = list(host)
+    monkeypatch.undo()
+    assert copied == [16, 16, 8]  # the host-gather branch ran for every batch, and only the batch was copied
+    assert all(torch.equal(p[0].cpu(), q[0].cpu()) and torch.equal(p[1].cpu(), q[1].cpu())
+               for p, q in zip(resident, batches, strict=True))
+    assert batches[0][0].shape == (16, 3, 16, 16) and len(batches) == 3
 
 
 def test_channels_last_batches():

@@ -78,9 +78,28 @@ def test_deeplab_probe_ranks_and_switches_off_backbone_channels(cityscapes):
     assert not seen[-1][:, [3, 7]].any() and torch.equal(seen[-1][:, 5], feats[0][:, 5])
     scores = channel_scores(probe, [x])
     order = rank(scores)
-    assert len(order) == 2048 and scores[order[0]] >= scores[order[-1]]
-    study = switch_off_study(probe, lambda: CityscapesBatches(cityscapes, "val", batch_size=2), order, [16], 2,
-                             lambda: RegionIoU(19))
-    for result in (study["none"], study["n"]["16"]["top"]):
-        assert set(result) == {"overall", "left", "centre", "right"}
-        assert all(0.0 <= v <= 100.0 for v in result.values())
+    # the scores, computed straight from the backbone: mean over images of |pool(f(x)) - pool(f(flip x))|
+    with torch.no_grad():
+        pooled = lambda images: model.backbone(images)["out"].mean(dim=(2, 3))  # noqa: E731
+        expected = (pooled(x) - pooled(x.flip(-1))).abs().mean(0)
+    assert len(order) == 2048 and torch.allclose(scores, expected, rtol=1e-4, atol=1e-6)
+    assert order[:5] == torch.argsort(expected, descending=True)[:5].tolist()
+    batches = lambda: CityscapesBatches(cityscapes, "val", batch_size=2)  # noqa: E731
+    study = switch_off_study(probe, batches, order, [16], 2, lambda: RegionIoU(19))
+
+    def miou(switched_off=None):
+        """mIoU of the whole DeepLab forward, the backbone's output channels zeroed by a hook."""
+        hook = model.backbone.register_forward_hook(
+            lambda m, inp, out: {**out, "out": out["out"].index_fill(1, torch.tensor(switched_off), 0.0)}
+        ) if switched_off else None
+        metric = RegionIoU(19)
+        with torch.no_grad():
+            for xb, yb, _ in batches():
+                metric.update(model(xb)["out"], yb)
+        if hook:
+            hook.remove()
+        return metric.compute()
+
+    assert study["none"] == pytest.approx(miou(), abs=1e-4)
+    assert study["n"]["16"]["top"] == pytest.approx(miou(order[:16]), abs=1e-4)
+    assert set(study["none"]) == {"overall", "left", "centre", "right"}

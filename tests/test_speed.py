@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_train
+from conftest import TINY, cli, compose_train
 from spatialprobe import speed
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
@@ -35,6 +37,42 @@ def test_compile_is_in_place_and_keeps_parameter_names(monkeypatch):
     speed.apply(model, compose_train("model.compile=true"))
     speed.apply(model, compose_train())
     assert calls == [{"mode": "max-autotune"}, {"mode": None}] and list(model.state_dict()) == names
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="model.compile needs a C++ compiler")
+def test_compiled_training_run_writes_checkpoints_the_plain_network_loads(fake_cifar10, env, tmp_path, monkeypatch):
+    """model.compile=true for real (TorchDynamo traces the network; the ``eager`` backend instead of
+    inductor's minute of C++ compilation): the run completes, and its checkpoint loads into the
+    uncompiled network, which reproduces the recorded test accuracy."""
+    import json
+
+    import torch._dynamo
+
+    real_compile = torch.nn.Module.compile
+    modes = []
+
+    def eager_compile(self, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return real_compile(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    run_dir = tmp_path / "run"
+    p = cli("spatialprobe.train", ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "model.compile=true",
+                                   f"hydra.run.dir={run_dir}"], env, tmp_path)
+    try:
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert modes == [None] and torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+    finally:
+        torch._dynamo.reset()
+    rec = json.loads((run_dir / "result.json").read_text())
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert not any("_orig_mod" in k for k in ckpt["state_dict"]) and "model.body.conv1.weight" in ckpt["state_dict"]
+    monkeypatch.undo()
+    p = cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}"], env, tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout.strip().splitlines()[-1])["top1_mean"] == rec["test_top1_final"]
 
 
 @pytest.mark.slow

@@ -55,9 +55,21 @@ def test_every_k_builds_runs_forward_and_backward(arch, method):
 
 @pytest.mark.parametrize("arch", ARCH_LIST)
 def test_patch_shuffle_and_224px_variants_run(arch):
-    for k in (1, unit_count(arch)):
-        m, _ = modified(arch, "patch_shuffle", k, patch_size=2)
-        m(torch.randn(2, 3, 32, 32)).sum().backward()
+    from spatialprobe.methods.patch_shuffle import PatchShuffle
+
+    n = unit_count(arch)
+    names = base(arch).unit_names()
+    for k in (1, n):
+        m, report = modified(arch, "patch_shuffle", k, patch_size=2)
+        assert report.modified_units == list(range(n - k, n))
+        # patch shuffles of size 2 sit in exactly the modified units, and in no other
+        where = {unit_of(name, names) for name, mod in m.body.named_modules() if isinstance(mod, PatchShuffle)}
+        assert where == set(report.modified_units)
+        assert all(mod.patch_size == 2 for mod in m.modules() if isinstance(mod, PatchShuffle))
+        out = m(torch.randn(2, 3, 32, 32))
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+        out.sum().backward()
+        assert all(p.grad is not None for p in m.parameters())
     for method in ("spatial_shuffle", "conv1x1", "gap_fc"):
         m, _ = modified(arch, method, 3, size=224)
         assert m(torch.randn(2, 3, 224, 224)).shape == (2, 10)
