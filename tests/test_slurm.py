@@ -63,12 +63,12 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
 
 @pytest.fixture(scope="module")
 def bigger_cifar10(tmp_path_factory) -> Path:
-    """1,000 training images: epochs long enough (a few seconds) to signal a job in the middle of training."""
-    return make_cifar_batches(tmp_path_factory.mktemp("cifar10big"), "cifar10", per_batch=200, test=64)
+    """600 training images: epochs long enough (a second or two) to signal a job in the middle of training."""
+    return make_cifar_batches(tmp_path_factory.mktemp("cifar10big"), "cifar10", per_batch=120, test=64)
 
 
 def test_usr2_preempted_job_is_requeued_and_continues_from_its_checkpoint(bigger_cifar10, env, tmp_path):
-    epochs = 6
+    epochs = 4
     sweep_dir = tmp_path / "sweeps" / "slurm_requeue"
     args = ["-m", "dataset=cifar10", f"dataset.root={bigger_cifar10}", "model=resnet18", *TINY,
             f"trainer.max_epochs={epochs}", "k=0", f"hydra.sweep.dir={sweep_dir}", *SLURM]
@@ -105,6 +105,6 @@ def test_usr2_preempted_job_is_requeued_and_continues_from_its_checkpoint(bigger
     first, second = epochs_logged(1), epochs_logged(2)
     assert second[0] >= 1 and second[-1] == epochs - 1  # the second continued from the checkpoint, not from epoch 0
     assert not first or second[0] <= first[-1] + 1  # and lost at most the epoch it was in
-    assert rec["steps"] == epochs * (1000 // 16)  # every step done exactly once (training drops the last batch)
+    assert rec["steps"] == epochs * (600 // 16)  # every step done exactly once (training drops the last batch)
     log = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob(f"{job_id}/*_log.err"))
     assert "USR2" in log and "preempted" in log
