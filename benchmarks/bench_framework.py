@@ -79,11 +79,11 @@ def quiet_lightning():
 
 
 def run(args) -> list[dict]:
-    steps = 12 if args.quick else 40
+    steps, batch = (4, 32) if args.quick else (40, BATCH)  # --quick: a smoke run of seconds, not a measurement
     cfg = compose_train("model=vgg16", "model.width=0.25", "model.fc_width=256", "recipe=cpu")
     recipe = dict(cfg.recipe)
-    x, y, what = cifar10(BATCH * (WARMUP + steps + 1))
-    loader = TensorBatches(torch.from_numpy(x), torch.from_numpy(y), BATCH, MEAN, STD, shuffle=True, augment=True,
+    x, y, what = cifar10(batch * (WARMUP + steps + 1))
+    loader = TensorBatches(torch.from_numpy(x), torch.from_numpy(y), batch, MEAN, STD, shuffle=True, augment=True,
                            drop_last=True, seed=0)
 
     def model():
@@ -110,6 +110,6 @@ def run(args) -> list[dict]:
         "candidate": f"{lt * 1e3:.1f} ms (Lightning + Classifier)",
         "ratio": ratio,
         "target": "<= 1.05",
-        "case": f"time per training step; VGG-16-BN x0.25, {what}, batch {BATCH}, SGD one-cycle; {len(hand_s)} steps "
+        "case": f"time per training step; VGG-16-BN x0.25, {what}, batch {batch}, SGD one-cycle; {len(hand_s)} steps "
                 f"interleaved step by step (medians; ratio: median of paired ratios), {torch.get_num_threads()} threads",
     }]

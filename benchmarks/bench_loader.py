@@ -41,7 +41,7 @@ def device_rate(x, y, threads: int) -> float:
 
 
 def run(args) -> list[dict]:
-    x, y, what = cifar10(10_240 if args.quick else 25_600)
+    x, y, what = cifar10(1_280 if args.quick else 25_600)  # --quick: a smoke run of seconds
     base = {w: best_of(args.repeats, lambda w=w: torchvision_rate(x, y, w)) for w in (0, 2)}
     cand = {t: best_of(args.repeats, lambda t=t: device_rate(x, y, t)) for t in (1, 2)}
     w, t = max(base, key=base.get), max(cand, key=cand.get)

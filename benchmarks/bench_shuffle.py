@@ -51,7 +51,7 @@ def _shuffled(unit: nn.Module, arch: str) -> nn.Module:
 
 
 def cases(quick: bool):
-    batch = 32 if quick else 128
+    batch = 8 if quick else 128  # --quick: a smoke run of seconds, not a measurement
     yield "VGG-16 unit, 512 ch, 4x4", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 4, 4)
     yield "VGG-16 unit, 512 ch, 2x2", _vgg_unit(512), "vgg16_bn", torch.randn(batch, 512, 2, 2)
     yield "ResNet-50 layer3 3x3 conv unit, 256 ch, 8x8", _vgg_unit(256), "vgg16_bn", torch.randn(batch, 256, 8, 8)
@@ -62,7 +62,7 @@ def cases(quick: bool):
 
 def run(args) -> list[dict]:
     quick = bool(getattr(args, "quick", False))
-    reps = 5 if quick else 15
+    reps = 3 if quick else 15
     rows = []
     torch.manual_seed(0)
     for name, unit, family, x in cases(quick):

@@ -27,8 +27,8 @@ def cifar10(n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
         x, y, what = s.x["train"], s.y["train"], f"real CIFAR-10 ({path.name})"
     else:
         rng = np.random.default_rng(0)
-        x = rng.integers(0, 256, size=(50_000, 32, 32, 3), dtype=np.uint8)
-        y = rng.integers(0, 10, size=50_000)
+        x = rng.integers(0, 256, size=(n or 50_000, 32, 32, 3), dtype=np.uint8)
+        y = rng.integers(0, 10, size=n or 50_000)
         what = "synthetic uint8 CIFAR-shaped data (real CIFAR-10 not found)"
     return (x[:n], y[:n], what) if n else (x, y, what)
 

@@ -13,7 +13,7 @@ it to ``benchmarks/results.md``.
 
     python benchmarks/run.py                    # everything
     python benchmarks/run.py --only loader      # one benchmark (comma-separated names)
-    python benchmarks/run.py --quick            # fewer images / steps: a smoke run
+    python benchmarks/run.py --quick            # tiny sizes: a smoke run of every benchmark, not a measurement
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(available())}")
-    parser.add_argument("--quick", action="store_true", help="fewer images / steps (a smoke run, noisier)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every benchmark (seconds), not a measurement")
     parser.add_argument("--repeats", type=int, default=3, help="measure each side this often, keep the best")
     parser.add_argument("--out", default=str(HERE / "results.md"), help="markdown file for the table ('' = none)")
     args = parser.parse_args(argv)

@@ -1,0 +1,41 @@
+"""`make bench ARGS=--quick` runs every benchmark module (tiny sizes) and writes one table."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+
+from conftest import REPO
+
+
+def load_runner():
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "benchmarks" / "run.py")
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)  # puts benchmarks/ on sys.path, as `python benchmarks/run.py` does
+    return runner
+
+
+def test_make_bench_quick_runs_every_benchmark_module(tmp_path, monkeypatch, capsys):
+    make = (REPO / "Makefile").read_text()
+    assert re.search(r"^bench:.*\n\t\$\(PY\) benchmarks/run.py \$\(ARGS\)$", make, re.M)  # what `make bench` runs
+    runner = load_runner()
+    names = runner.available()
+    assert {"framework", "loader", "shuffle", "gpu"} <= set(names)
+    for name in names:  # every module follows the protocol
+        assert callable(getattr(importlib.import_module(f"bench_{name}"), "run", None)), name
+    common = sys.modules["common"]
+    monkeypatch.setattr(common, "SHARED_CIFAR", tmp_path / "absent.tar.gz")  # synthetic images: no decoding here
+    out = tmp_path / "results.md"
+    assert runner.main(["--quick", "--repeats", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in names:
+        assert f"# {name} ..." in printed, name
+    text = out.read_text()
+    assert text.startswith("# make bench ARGS='--quick'") and ", quick" in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
+    assert {row[0].removeprefix("| ") for row in rows} == set(names)  # a row from every module
+    for row in rows:
+        if "skipped" not in row[1]:  # (gpu without a CUDA device says so in one row)
+            assert re.fullmatch(r"\d+\.\d\dx", row[4]), row  # a ratio measured against its baseline
+    assert "synthetic" in text
