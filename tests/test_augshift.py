@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
+from conftest import compose_train
 from spatialprobe.errors import ConfigError
 from spatialprobe.tasks import AugShift, ShiftConsistency, augshift_loss, shift_agreement, shifted_crops
-from test_config import compose_train
 
 
 class SumPoolNet(nn.Module):

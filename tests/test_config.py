@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from conftest import compose_train
 from spatialprobe import CONF_DIR
 from spatialprobe.config import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
 from spatialprobe.train import validate
 
 GROUPS = ["dataset", "model", "method", "recipe", "trainer", "logger"]
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
 
 
 def own_values(path) -> dict:

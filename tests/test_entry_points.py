@@ -8,8 +8,7 @@ import statistics
 
 import pytest
 
-from conftest import TINY
-from conftest import cli as run_cli
+from conftest import TINY, cli
 
 
 def last_json(stdout: str) -> dict:
@@ -17,7 +16,7 @@ def last_json(stdout: str) -> dict:
 
 
 def test_inspect_prints_the_papers_numbers_and_writes_nothing(env, tmp_path):
-    p = run_cli("spatialprobe.inspect", ["model=vgg16", "dataset=cifar100", "method=conv1x1", "k=5"], env, tmp_path)
+    p = cli("spatialprobe.inspect", ["model=vgg16", "dataset=cifar100", "method=conv1x1", "k=5"], env, tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     info = last_json(p.stdout)
     assert info["params"] == 23_529_636 and info["params_m"] == 23.53
@@ -25,7 +24,7 @@ def test_inspect_prints_the_papers_numbers_and_writes_nothing(env, tmp_path):
     assert [fm["input"] for fm in info["feature_maps"]][-1] == [2, 2] and len(info["feature_maps"]) == 13
     assert info["receptive_field"] == 84 and info["flops"] > 0
     assert list(tmp_path.iterdir()) == []  # no run directory, no logs
-    p = run_cli("spatialprobe.inspect", ["model=resnet50", "dataset=cifar100"], env, tmp_path)
+    p = cli("spatialprobe.inspect", ["model=resnet50", "dataset=cifar100"], env, tmp_path)
     assert last_json(p.stdout)["params"] == 23_705_252
 
 
@@ -38,7 +37,7 @@ def test_inspect_prints_the_papers_numbers_and_writes_nothing(env, tmp_path):
     ],
 )
 def test_inspect_bad_input(args, needle, env, tmp_path):
-    p = run_cli("spatialprobe.inspect", args, env, tmp_path)
+    p = cli("spatialprobe.inspect", args, env, tmp_path)
     assert p.returncode == 2 and needle in p.stderr.strip().splitlines()[-1], p.stderr
 
 
@@ -50,7 +49,7 @@ def trained(fake_cifar10, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     env = dict(os.environ, SPATIALPROBE_CACHE=str(tmp / "cache"), WANDB_MODE="offline")
     run_dir = tmp / "run"
-    p = run_cli("spatialprobe.train", ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
+    p = cli("spatialprobe.train", ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
                                        "method=spatial_shuffle", "k=2", f"hydra.run.dir={run_dir}"], env, tmp)
     assert p.returncode == 0, p.stderr[-3000:]
     return run_dir, env, fake_cifar10
@@ -67,7 +66,7 @@ def test_train_with_a_method_records_what_was_modified(trained):
 def test_evaluate_test_time_method_passes_mean_and_std(trained, tmp_path):
     run_dir, env, root = trained
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "method=channel_shuffle", "k=1", "eval.passes=4"],
+    p = cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "method=channel_shuffle", "k=1", "eval.passes=4"],
                 env, tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     rec = last_json(p.stdout)
@@ -81,7 +80,7 @@ def test_evaluate_test_time_method_passes_mean_and_std(trained, tmp_path):
     saved = json.loads(open(rec["path"]).read())
     assert saved["top1"] == rec["top1"] and saved["path"].startswith(str(run_dir / "checkpoints"))
     # same seed, same numbers
-    again = last_json(run_cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "method=channel_shuffle", "k=1",
+    again = last_json(cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "method=channel_shuffle", "k=1",
                                                         "eval.passes=4"], env, tmp_path).stdout)
     assert again["top1"] == rec["top1"]
 
@@ -89,7 +88,7 @@ def test_evaluate_test_time_method_passes_mean_and_std(trained, tmp_path):
 def test_evaluate_trained_with_tested_without_is_deterministic(trained, tmp_path):
     run_dir, env, _ = trained
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "eval.keep_method=false", "eval.passes=5"], env, tmp_path)
+    p = cli("spatialprobe.evaluate", [f"ckpt={ckpt}", "eval.keep_method=false", "eval.passes=5"], env, tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     rec = last_json(p.stdout)
     assert rec["stochastic"] is False and rec["passes"] == 1 and rec["top1_std"] == 0.0
@@ -106,12 +105,12 @@ def test_evaluate_trained_with_tested_without_is_deterministic(trained, tmp_path
 )
 def test_evaluate_bad_input(trained, tmp_path, extra, needle):
     run_dir, env, _ = trained
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *extra], env, tmp_path)
+    p = cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *extra], env, tmp_path)
     assert p.returncode == 2 and needle in p.stderr.strip().splitlines()[-1], p.stderr
 
 
 def test_evaluate_missing_checkpoint(env, tmp_path):
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={tmp_path / 'nope.ckpt'}"], env, tmp_path)
+    p = cli("spatialprobe.evaluate", [f"ckpt={tmp_path / 'nope.ckpt'}"], env, tmp_path)
     assert p.returncode == 2 and "no such checkpoint" in p.stderr
 
 
@@ -125,11 +124,11 @@ def test_evaluate_finds_moved_data_through_data_root(trained, tmp_path):
     moved = tmp_path / "last.ckpt"
     torch.save(ckpt, moved)
     args = ["eval.keep_method=false"]
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={moved}", *args], env, tmp_path)
+    p = cli("spatialprobe.evaluate", [f"ckpt={moved}", *args], env, tmp_path)
     assert p.returncode == 2 and "moved-away" in p.stderr.strip().splitlines()[-1], p.stderr[-2000:]
-    p = run_cli("spatialprobe.evaluate", [f"ckpt={moved}", *args, f"data.root={root}"], env, tmp_path)
+    p = cli("spatialprobe.evaluate", [f"ckpt={moved}", *args, f"data.root={root}"], env, tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     here = last_json(p.stdout)
-    there = last_json(run_cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *args],
+    there = last_json(cli("spatialprobe.evaluate", [f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *args],
                               env, tmp_path).stdout)
     assert here["images"] == there["images"] == 64 and here["top1"] == there["top1"] and here["loss"] == there["loss"]

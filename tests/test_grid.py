@@ -6,11 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import CIFAR10_JPG, needs_shared_cifar
+from conftest import CIFAR10_JPG, compose_train, needs_shared_cifar
 from spatialprobe.data import build_datamodule
 from spatialprobe.data.grid import GridDataModule, fixed_cells, paste, region_of
 from spatialprobe.errors import ConfigError
-from test_config import compose_train
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 

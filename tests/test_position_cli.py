@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from conftest import TINY
-from conftest import cli as run_cli
+from conftest import TINY, cli
 from fakedata import make_cifar_batches, make_cityscapes
 
 GRID = ["dataset=grid_cifar10", "dataset.grid=3", *TINY, "trainer.max_epochs=1"]
 
 
 def train(args, env, cwd, run_dir):
-    return run_cli("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
+    return cli("spatialprobe.train", [*args, f"hydra.run.dir={run_dir}"], env, cwd)
 
 
 def one_error_line(p) -> str:
@@ -63,7 +62,7 @@ def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(gap
     switched off, cost more location accuracy than as many random channels (SPEC part B)."""
     run_dir, env = gapnet_run
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    p = run_cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[1,2]", "random_draws=10", "probe_images=256",
+    p = cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[1,2]", "random_draws=10", "probe_images=256",
                                       "batch_size=64"], env, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     out = run_dir / "checkpoints" / "position-overall-image_flip.json"
@@ -80,7 +79,7 @@ def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(gap
         assert study["top"]["overall"] < study["random"]["overall"]["mean"] - 3.0, (n, study)
         assert study["top"]["overall"] < rec["baseline"]["overall"]
     # N larger than the latent: one line, nothing written
-    p = run_cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[2,10]", f"output={tmp_path / 'x.json'}"], env,
+    p = cli("spatialprobe.rank", [f"checkpoint={ckpt}", "top_n=[2,10]", f"output={tmp_path / 'x.json'}"], env,
                 tmp_path)
     line = one_error_line(p)
     assert "top_n=10" in line and "latent size (9 channels)" in line and "1..9" in line
@@ -102,7 +101,7 @@ def test_augshift_trains_through_the_entry_point(fake_cifar10, env, tmp_path):
 def test_rank_a_segmentation_model_on_a_cityscapes_layout(env, tmp_path):
     root = make_cityscapes(tmp_path / "cityscapes", per_split=2)
     out = tmp_path / "seg.json"
-    p = run_cli("spatialprobe.rank", ["source=segmentation", f"segmentation.root={root}", "segmentation.size=[32,64]",
+    p = cli("spatialprobe.rank", ["source=segmentation", f"segmentation.root={root}", "segmentation.size=[32,64]",
                                       "top_n=[64]", "random_draws=2", "probe_images=2", "batch_size=2",
                                       "ranking=right", f"output={out}"], env, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]

@@ -7,11 +7,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from conftest import compose_train
 from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
 from spatialprobe.models.position import ChannelPermute
-from test_config import compose_train
 
 
 def model(name, classes=9, size=96, **kw):
