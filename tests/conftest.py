@@ -73,6 +73,9 @@ def cli(module: str, args: list[str], env: dict | None = None, cwd: Path | None 
     saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
+    # process-wide torch settings a run may change (trainer.deterministic=true switches this on)
+    saved_torch = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                   torch.get_num_threads())
     code = 0
     try:
         if env is not None:
@@ -101,6 +104,8 @@ def cli(module: str, args: list[str], env: dict | None = None, cwd: Path | None 
             if handler not in root.handlers:
                 root.addHandler(handler)
         root.setLevel(saved_level)
+        torch.use_deterministic_algorithms(saved_torch[0], warn_only=saved_torch[1])
+        torch.set_num_threads(saved_torch[2])
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
