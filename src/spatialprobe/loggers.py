@@ -125,6 +125,7 @@ def _init_with_fallback(init: Callable[[], Any], kwargs: dict) -> tuple[Any, str
 
         reason = f"W&B was unreachable at the start ({type(err).__name__}: {one_line(err)[:300]}); logged offline"
         print(f"spatialprobe: warning: {reason}; upload later with `wandb sync`", file=sys.stderr, flush=True)
+        wandb.teardown()  # the W&B service still holds the run's id: a fresh one for the offline run
         kwargs["mode"] = "offline"
         kwargs["settings"] = wandb.Settings(silent=True)
         return init(), reason
