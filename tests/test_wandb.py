@@ -216,3 +216,33 @@ def test_figures_run_holds_every_figure_chart_and_table_and_collect_reads_it_bac
     again = make_all(table, tmp_path / "again")  # plot takes the training runs, leaves the figures run aside
     assert pd.read_csv(tmp_path / "again" / "kcurve_table.csv").k.tolist() == [2]
     assert {p.name for p in again} >= {"cost_vgg16_cifar100.png", "pareto.csv"}
+
+
+@pytest.mark.slow  # four CLI processes (collect + plot, twice)
+def test_sweep_scripts_figures_step_logs_to_wandb_with_logger_wandb(env, tmp_path):
+    """sweeps/lib.sh: `figures NAME` after a sweep run with logger=wandb collects, plots and logs the
+    figures run into the sweep's group; without logger=wandb it does not touch W&B."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_collect_plot import fake_record
+
+    runs = tmp_path / "runs"
+    for k, acc in ((0, 70.0), (2, 66.0)):
+        rec = fake_record(runs / "sweeps" / "exp" / f"k={k}", "conv1x1", k, acc, params=1000 - 100 * k)
+        rec["config"]["logger"] = {"name": "wandb", "project": "spatialprobe", "group": None, "mode": "offline"}
+        (runs / "sweeps" / "exp" / f"k={k}" / "result.json").write_text(json.dumps(rec))
+    script = tmp_path / "figs.sh"
+    script.write_text(f'source "{REPO}/sweeps/lib.sh"\nfigures exp\n')
+    env.update(SPATIALPROBE_RUNS=str(runs), PY=sys.executable)
+    figures = runs / "sweeps" / "exp" / "figures"
+    p = subprocess.run(["bash", str(script), "k=0"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (figures / "cost_vgg16_cifar100.png").is_file() and not (figures / "wandb").exists()
+    p = subprocess.run(["bash", str(script), "logger=wandb"], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "W&B figures run" in p.stdout and "in group exp" in p.stdout
+    wb = run_contents(offline_run(figures))
+    assert wb["group"] == "exp" and wb["job_type"] == "figures" and wb["config"]["sweeps"] == ["exp"]
+    assert wb["summary"]["figures/kcurve_vgg16_cifar100/_type"] == "image-file"

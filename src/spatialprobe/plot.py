@@ -396,6 +396,8 @@ def wandb_destination(args, outdir: Path) -> dict:
     """Project, entity, group and mode of the figures run: the flags, else those of the table's runs."""
     from .loggers import require_wandb_login, wandb_mode
 
+    if args.wandb_mode:  # a mode given on the command line is answered before the table is read
+        require_wandb_login(wandb_mode(args.wandb_mode, "--wandb-mode"), "--wandb-mode")
     df = load_table(args.table, args.metric)
 
     def runs_value(column: str):
