@@ -62,8 +62,13 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
         assert wb["summary"]["test_top1"] == pytest.approx(rec["test_top1"], abs=1e-3)
     jobs = slurm_jobs(sweep_dir)
     assert len(jobs) == 3  # one SLURM array task per K
-    sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"], capture_output=True,
-                           text=True).stdout.split()
+    deadline = time.time() + 120  # a task's result is in before its process has exited (wandb's own teardown)
+    while True:
+        sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"],
+                               capture_output=True, text=True).stdout.split()
+        if not {"RUNNING", "COMPLETING"} & set(sacct) or time.time() > deadline:
+            break
+        time.sleep(2)
     assert sacct and set(sacct) == {"COMPLETED"}, sacct
 
 
