@@ -19,6 +19,7 @@ def offline_run(run_dir: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # three training runs (test_a_failed_run_leaves_nothing_to_the_next_one is the fast check)
 def test_wandb_sweep_in_one_process_gives_every_job_its_own_run(fake_cifar10, env, tmp_path):
     """Hydra's basic launcher runs the jobs one after the other in one process: no job may see what
     an earlier job's logger left behind (wandb's WANDB_MODE=dryrun made every later job invalid)."""
