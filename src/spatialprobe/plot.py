@@ -242,8 +242,10 @@ def plot_costs(agg, outdir: Path, metric: str = "test_top1") -> tuple[Outputs, A
     plt = _pyplot()
     written, fronts = Outputs(), []
     costs = [c for c in COSTS if c in agg.columns and agg[c].notna().any()]
-    curves = agg[agg["unit"].isna()]
+    curves = agg[agg["unit"].isna()] if costs else agg.iloc[:0]
     for (model, dataset), grp in curves.groupby(["model", "dataset"], sort=True):
+        if grp["k"].max() == 0:
+            continue  # baselines only: no trade-off to show (as for the K-curves)
         fig, axes = plt.subplots(1, len(costs), figsize=(6.0 * len(costs), 4.4), squeeze=False)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         name = f"cost_{model}_{dataset}"
