@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, cli
 from wandb_offline import exit_code, run_contents
 
 
@@ -19,15 +19,14 @@ def offline_run(run_dir: Path) -> Path:
     return path
 
 
-@pytest.mark.slow  # three training runs (test_a_failed_run_leaves_nothing_to_the_next_one is the fast check)
 def test_wandb_sweep_in_one_process_gives_every_job_its_own_run(fake_cifar10, env, tmp_path):
     """Hydra's basic launcher runs the jobs one after the other in one process: no job may see what
     an earlier job's logger left behind (wandb's WANDB_MODE=dryrun made every later job invalid)."""
     env["WANDB_MODE"] = "dryrun"  # wandb's own name for offline
     sweep_dir = tmp_path / "sweeps" / "wb3"
-    p = run_cli("spatialprobe.train", ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
-                                       "method=channel_shuffle", "k=0,1,2", "logger=wandb",
-                                       f"hydra.sweep.dir={sweep_dir}"], env, tmp_path)
+    p = cli("spatialprobe.train", ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
+                                   "method=channel_shuffle", "k=0,1,2", "logger=wandb", f"hydra.sweep.dir={sweep_dir}"],
+            env, tmp_path)  # in the test's process: the jobs share it, as under the basic launcher
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "3 of 3 runs complete" in p.stdout
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
