@@ -47,13 +47,13 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
 
     sweep_dir = tmp_path / "sweeps" / "slurm_tiny"  # fresh per test: its own submitit folder
     args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
-            "method=channel_shuffle", "k=0,1,2", f"hydra.sweep.dir={sweep_dir}", *SLURM, "logger=wandb"]
+            "method=channel_shuffle", "k=0,1", f"hydra.sweep.dir={sweep_dir}", *SLURM, "logger=wandb"]
     p = subprocess.run([sys.executable, "-m", "spatialprobe.train", *args], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
-    assert "3 of 3 runs complete" in p.stdout
+    assert "2 of 2 runs complete" in p.stdout
     records = [read(d) for d in sorted(sweep_dir.glob("*k=*")) if (d / "result.json").is_file()]
-    assert sorted(r["k"] for r in records) == [0, 1, 2]
+    assert sorted(r["k"] for r in records) == [0, 1]
     assert all(r["status"] == "complete" and r["method"] == "channel_shuffle" for r in records)
     assert all(r["host"] and r["test_top1"] is not None for r in records)
     for rec in records:  # W&B (offline) from every array task: each run its own metrics, in the sweep's group
@@ -61,7 +61,7 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
         assert wb["group"] == "slurm_tiny" and wb["config"]["k"] == rec["k"]
         assert wb["summary"]["test_top1"] == pytest.approx(rec["test_top1"], abs=1e-3)
     jobs = slurm_jobs(sweep_dir)
-    assert len(jobs) == 3  # one SLURM array task per K
+    assert len(jobs) == 2  # one SLURM array task per K (both fit the test cluster's 2 CPUs at once)
     deadline = time.time() + 120  # a task's result is in before its process has exited (wandb's own teardown)
     while True:
         sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"],
@@ -93,7 +93,7 @@ def test_usr2_preempted_job_is_requeued_and_continues_from_its_checkpoint(bigger
             if found:
                 ckpt = found[0]
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)  # signal as soon as epoch 0 is saved: 3 epochs of training are left
         assert ckpt is not None, f"no checkpoint appeared; launcher exited with {proc.poll()}"
         (job_id,) = slurm_jobs(sweep_dir)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # what SLURM sends before preemption
