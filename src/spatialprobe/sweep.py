@@ -111,6 +111,14 @@ def check_launcher(config: DictConfig) -> None:
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
         raise UserError("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH on this machine; "
                         "run the sweep on a cluster login node, or locally with hydra/launcher=local")
+    if target.endswith("BoundedLocalLauncher"):
+        from hydra_plugins.spatialprobe_launcher import check_gpus
+
+        from .config import require_number
+
+        require_number(config, "hydra.launcher.max_parallel", integer=True, minimum=1, optional=True)
+        per_job = require_number(config, "hydra.launcher.gpus_per_node", integer=True, minimum=0, optional=True)
+        check_gpus(int(per_job or 0))
 
 
 def validate_jobs(jobs: list[Job]) -> None:
