@@ -15,7 +15,8 @@ from spatialprobe.errors import ConfigError
 
 # A Hydra app whose jobs record what they see. Job `hold` keeps its slot until job `until` has
 # started (or 90 s pass): in a launcher that waits for the slowest job of a chunk, it never would.
-# Job `preempt` signals itself on its first attempt, as submitit does before a time limit.
+# Job `preempt` signals itself on its first attempt, as submitit does before a time limit; job
+# `kill` SIGKILLs itself.
 APP = """
 import json, os, signal, time
 from pathlib import Path
@@ -27,6 +28,8 @@ def main(cfg):
     out.mkdir(exist_ok=True)
     attempts = out / f"{cfg.job}.attempts"
     attempts.write_text(str(int(attempts.read_text()) + 1 if attempts.exists() else 1))
+    if cfg.job == cfg.kill:
+        os.kill(os.getpid(), signal.SIGKILL)  # dies without a result
     if cfg.job == cfg.preempt and attempts.read_text() == "1":
         os.kill(os.getpid(), signal.SIGUSR2)  # as before a time limit: submitit checkpoints, requeues the job
         time.sleep(60)
@@ -58,6 +61,7 @@ def sweep(tmp_path, env, jobs: int, visible: str, extra: list[str]) -> tuple[sub
         hold: 0
         until: 2
         preempt: -1
+        kill: -1
         out: {tmp_path}/jobs
         """))
     p = subprocess.run([sys.executable, str(tmp_path / "app.py"), "-m", f"job=range(0,{jobs})", *extra],
@@ -120,11 +124,16 @@ def test_a_sweep_asking_more_gpus_per_job_than_visible_is_refused_before_it_star
 
 @pytest.mark.slow
 def test_fewer_gpus_than_the_window_needs_runs_fewer_jobs_at_a_time(tmp_path, env):
-    """3 visible GPUs for 2 slots x 2: one warning line, then one job at a time on GPUs 7,3."""
-    p, seen = sweep(tmp_path, env, 2, "7,3,5", ["hydra.launcher.max_parallel=2", "hydra.launcher.gpus_per_node=2",
-                                                "hold=-1"])
+    """3 visible GPUs for 2 slots x 2: one warning line, then one job at a time on GPUs 7,3; a job
+    that dies without a result is named in one line and the others still run."""
+    p, seen = sweep(tmp_path, env, 3, "7,3,5", ["hydra.launcher.max_parallel=2", "hydra.launcher.gpus_per_node=2",
+                                                "hold=-1", "kill=1"])
     assert p.returncode == 0, p.stderr[-3000:]
     warning = [ln for ln in p.stderr.splitlines() if "warning" in ln]
     assert warning == ["spatialprobe: warning: hydra/launcher=local: max_parallel=2 jobs x gpus_per_node=2 need 4 "
                        "GPUs, 3 GPU(s) visible (CUDA_VISIBLE_DEVICES: 7,3,5): running 1 job(s) at a time"]
-    assert [seen[j]["gpus"] for j in (0, 1)] == ["7,3", "7,3"] and seen[1]["start"] >= seen[0]["end"]
+    lost = [ln for ln in p.stderr.splitlines() if "without a result" in ln]
+    assert len(lost) == 1 and lost[0].startswith("spatialprobe: error: sweep job #1 (job=1 hold=-1 kill=1) ended without a result")
+    assert "has not produced any output" in lost[0]
+    assert sorted(seen) == [0, 2] and [seen[j]["gpus"] for j in (0, 2)] == ["7,3", "7,3"]
+    assert seen[2]["start"] >= seen[0]["end"]

@@ -115,7 +115,7 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def _log_accuracy(self, stage: str) -> None:
+    def _log_epoch_metrics(self, stage: str) -> None:
         """Log the stage's ``{stage}_top1`` / ``_top5`` (percent) and evaluation ``{stage}_loss``."""
         # compute() gathers every rank's states (exact under DDP); sync_dist only marks the values as global
         values = {name: value * 100.0 for name, value in self.metrics(stage).compute().items()}
@@ -126,13 +126,13 @@ class Classifier(pl.LightningModule):
         self.metrics(stage).reset()
 
     def on_train_epoch_end(self) -> None:
-        self._log_accuracy("train")
+        self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_accuracy("val")
+        self._log_epoch_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_accuracy("test")
+        self._log_epoch_metrics("test")
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), self.recipe, self.trainer.world_size)

@@ -161,7 +161,7 @@ class BoundedLocalLauncher(LocalLauncher):
         try:
             return job.results()[0]
         except Exception as err:  # the process ended without a result: killed, out of memory, too many timeouts
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            reason = " ".join(str(err).split("Error stream")[0].split()) or type(err).__name__  # not its log's tail
             print(f"spatialprobe: error: sweep job #{idx} ({' '.join(overrides)}) ended without a result; "
                   f"the sweep goes on (logs: {job.paths.folder}): {reason}", file=sys.stderr, flush=True)
             return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
