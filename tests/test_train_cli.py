@@ -53,14 +53,18 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
     assert rec["config"]["model"]["width"] == 0.0625 and rec["config_hash"] and rec["wall_time_s"] > 0
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
     rows = metrics(run_dir)
-    assert "val_top1" in rows[0] and "train_loss_step" in rows[0]
+    assert list(rows[0]) == [  # the column names (MetricCollection + log_dict) stay these
+        "epoch", "lr-SGD", "step", "test_loss", "test_top1", "test_top5", "train_loss_epoch", "train_loss_step",
+        "train_top1", "train_top5", "val_loss", "val_top1", "val_top5"]
     # the numbers are real counts over the 64 test images, and other paths reproduce them:
-    for key in ("val_top1_best", "val_top1_final", "test_top1_final", "test_top1_best"):
+    for key in ("val_top1_best", "val_top1_final", "test_top1_final", "test_top1_best", "test_top5_final"):
         assert of_64(rec[key]), (key, rec[key])
+    assert rec["test_top5_final"] >= rec["test_top1"]
     assert rec["test_top1"] == rec["test_top1_final"] and rec["val_top1"] == rec["val_top1_final"]
     # without val_size the test images double as validation, and the unmodified network is deterministic
     assert rec["val_top1_final"] == rec["test_top1_final"] == per_epoch(rows, "val_top1")[0]
-    assert evaluate(run_dir / "checkpoints" / "last.ckpt", env, tmp_path)["top1_mean"] == rec["test_top1_final"]
+    last = evaluate(run_dir / "checkpoints" / "last.ckpt", env, tmp_path)
+    assert last["top1_mean"] == rec["test_top1_final"] and last["top5_mean"] == rec["test_top5_final"]
     assert evaluate(run_dir / "checkpoints" / "best.ckpt", env, tmp_path)["top1_mean"] == rec["test_top1_best"]
     # the same command again: nothing is retrained, the record stays as it was
     p2 = train(args, env, tmp_path, run_dir)
