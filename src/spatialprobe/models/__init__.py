@@ -30,7 +30,9 @@ def validate(cfg: DictConfig) -> None:
         require_positive_int(cfg, "model.fc_width")
     if "dropout" in cfg.model:
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
-    position.validate(cfg)  # head (gapnet / permutenet), padding, blurpool
+    size = cfg.get("dataset", {}).get("image_size")
+    maxpool = ARCHS[cfg.model.arch].has_strided_maxpool(cfg.model.arch, cfg.model, int(size)) if size else None
+    position.validate(cfg, maxpool)  # head (gapnet / permutenet), padding, blurpool
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:

@@ -58,6 +58,10 @@ class Family:
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         raise NotImplementedError
 
+    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
+        """Whether the body ``build`` makes down-samples with a strided max-pool (answered without building)."""
+        return True
+
     def unit_names(self, body: nn.Module) -> list[str]:
         raise NotImplementedError
 
