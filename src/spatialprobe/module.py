@@ -76,7 +76,7 @@ class Classifier(pl.LightningModule):
         return self.model(x)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
+        x, y = batch[0], batch[1]  # a test batch may carry more (the context images of shift consistency)
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
         for name, metric in self.accuracy.items():

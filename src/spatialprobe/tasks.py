@@ -68,10 +68,11 @@ def validate(cfg: DictConfig) -> None:
     if shifts:
         require_positive_int(cfg, "eval.consistency_passes")
         resize = get(cfg, "dataset.resize_size")
-        if get(cfg, "dataset.kind") == "imagefolder" and isinstance(resize, int) and size + max(shifts) > resize:
-            raise ConfigError("eval.consistency", max(shifts), f"the shifted views are cut from a centre crop of "
-                              f"{size} + S px, larger than dataset.resize_size={resize}",
-                              [f"1..{resize - size}", f"dataset.resize_size>={size + max(shifts)}"])
+        crop = size + 2 * -(-max(shifts) // 2) if isinstance(size, int) else None
+        if get(cfg, "dataset.kind") == "imagefolder" and isinstance(resize, int) and crop > resize:
+            raise ConfigError("eval.consistency", max(shifts), f"the shifted views are cut from a {crop} px centre "
+                              f"crop, larger than dataset.resize_size={resize}",
+                              [f"1..{resize - size}", f"dataset.resize_size>={crop}"])
 
 
 def black(mean, std) -> torch.Tensor:

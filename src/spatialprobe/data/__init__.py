@@ -51,8 +51,10 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
+    from ..tasks import context_margin  # shift consistency cuts its views from a larger test crop
+
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                                             channels_last=_channels_last(cfg))
+                                             channels_last=_channels_last(cfg), context=context_margin(cfg))
 
 
 def validate_grid(cfg: DictConfig) -> None:
