@@ -5,8 +5,9 @@
 #  2. position decoding from each frozen network's pooled latent (spatialprobe.decode: a linear read-out
 #     of the grid cell, channels in order and permuted);
 #  3. both tables (sweeps/table2.py, the decode table).
-# Re-running skips what is complete. About 1.5 h on 2 busy CPU cores with OMP_NUM_THREADS=2.
-#   local:  OMP_NUM_THREADS=2 bash sweeps/b_cpu_evidence.sh       SLURM:  LAUNCHER=slurm bash sweeps/b_cpu_evidence.sh
+# Re-running skips the complete training runs. About 1.5 h on 2 busy CPU cores with OMP_NUM_THREADS=1 (on
+# an oversubscribed machine one torch thread ran a training step 10x faster than two: 2.7 s vs 30 s).
+#   local:  OMP_NUM_THREADS=1 bash sweeps/b_cpu_evidence.sh       SLURM:  LAUNCHER=slurm bash sweeps/b_cpu_evidence.sh
 LAUNCHER=${LAUNCHER:-basic}
 source "$(dirname "$0")/lib.sh"
 SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
@@ -17,4 +18,5 @@ sweep experiment=$EXP "dataset.root=$ROOT" task=classify,augshift model.blurpool
 sweep experiment=$EXP "dataset.root=$ROOT" task=classify model.blurpool=full "$@"            # BlurPool
 if [ "${DRY_RUN:-0}" != 1 ]; then
     "$PY" sweeps/table2.py "$RUNS/sweeps/$EXP"
+    "$PY" -m spatialprobe.decode "sweep_dir=$RUNS/sweeps/$EXP" "data_root=$ROOT" 'grid=[3,5]'   # decode.json per run
 fi

@@ -6,6 +6,11 @@
   window of the original size, independently per image and view) pass the same encoder;
   loss = CE(crop 1) + CE(crop 2) + ``augshift.lambda`` * MSE(pooled latent 1, pooled latent 2).
   Validation and test are plain classification.
+* ``task=segment``: :class:`Segmenter`, semantic segmentation (P section 4.2's DeepLabv3-ResNet-50 on
+  Cityscapes, trained with the recipe of torchvision's segmentation reference): pixel-wise
+  cross-entropy ignoring unlabelled pixels, + ``segment.aux_weight`` x the auxiliary head's loss,
+  whose parameters learn at ``segment.aux_lr_factor`` x the learning rate; logs ``{stage}_miou``
+  (monitored for the best checkpoint) and ``{stage}_top1`` (pixel accuracy).
 * ``eval.consistency=[S, ...]``: shift consistency Cons.S (P section 4.1, after Zhang 2019), logged
   as ``test_cons{S}`` for any classification run (:class:`ShiftConsistency`): for every test image
   and each of ``eval.consistency_passes`` passes, each of two views is the image shifted by its own
@@ -35,7 +40,7 @@ from .config import get, require_choice, require_number, require_positive_int
 from .errors import ConfigError
 from .module import Classifier
 
-TASKS = ("classify", "augshift")
+TASKS = ("classify", "augshift", "segment")
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -57,6 +62,13 @@ def validate(cfg: DictConfig) -> None:
     if task_name(cfg) == "augshift":
         require_number(cfg, "augshift.lambda", minimum=0)
         require_number(cfg, "augshift.shift", integer=True, minimum=0)
+    if task_name(cfg) == "segment":
+        require_number(cfg, "segment.aux_weight", minimum=0)
+        require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
+    if (task_name(cfg) == "segment") != (get(cfg, "dataset.kind") == "cityscapes"):
+        raise ConfigError("task.name", task_name(cfg), "task=segment goes with a segmentation data set "
+                          "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
+                          ["segment with dataset=cityscapes", "classify / augshift otherwise"])
     shifts = consistency_shifts(cfg)
     for s in shifts:
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
@@ -147,6 +159,61 @@ class AugShift(Classifier):
         return loss
 
 
+# --------------------------------------------------------------------------- segmentation
+class Segmenter(Classifier):
+    """Trains a torchvision segmentation model (its forward returns ``{"out", "aux"}``); see module docstring."""
+
+    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
+                 steps_per_epoch=None, aux_weight: float = 0.5, aux_lr_factor: float = 10.0):
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+        from .segmentation import IGNORE
+
+        super().__init__(model, num_classes, recipe, config, steps_per_epoch)
+        self.aux_weight, self.aux_lr_factor = float(aux_weight), float(aux_lr_factor)
+        self.accuracy = nn.ModuleDict({f"{s}_top1": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE)
+                                       for s in ("val", "test")})
+        self.iou = nn.ModuleDict({f"{s}_miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=IGNORE)
+                                  for s in ("val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        from .segmentation import IGNORE
+
+        x, y = batch[0], batch[1]
+        out = self.model(x)
+        loss = F.cross_entropy(out["out"], y, ignore_index=IGNORE)
+        if stage == "train" and "aux" in out and self.aux_weight:
+            loss = loss + self.aux_weight * F.cross_entropy(out["aux"], y, ignore_index=IGNORE)
+        if stage != "train":
+            pred = out["out"].argmax(1)
+            self.accuracy[f"{stage}_top1"].update(pred, y)
+            self.iou[f"{stage}_miou"].update(pred, y)
+        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage != "test",
+                 batch_size=len(y), sync_dist=stage != "train")
+        return loss
+
+    def _log_accuracy(self, stage: str) -> None:
+        super()._log_accuracy(stage)
+        for name, metric in self.iou.items():
+            if name.startswith(stage + "_"):
+                self.log(name, metric.compute() * 100.0, prog_bar=True, sync_dist=True)
+                metric.reset()
+
+    def configure_optimizers(self):
+        from .module import build_optimizer, effective_lr
+
+        aux = [p for n, p in self.model.named_parameters() if ".aux_classifier." in f".{n}"]
+        ids = {id(p) for p in aux}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in ids]}]
+        if aux:
+            groups.append({"params": aux, "lr": effective_lr(self.recipe, self.trainer.world_size) * self.aux_lr_factor})
+        optimizer = build_optimizer(groups, self.recipe, self.trainer.world_size)
+        return self._with_scheduler(optimizer)
+
+
 # --------------------------------------------------------------------------- Cons.S
 class ConsistencyMetric(Metric):
     """Cons.S in percent: agreeing (image, pass) pairs over all pairs; both counts are summed states."""
@@ -233,6 +300,9 @@ def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoc
         return AugShift(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
                         lam=float(cfg.augshift["lambda"]), shift=int(cfg.augshift.shift),
                         fill=black(cfg.dataset.mean, cfg.dataset.std))
+    if task_name(cfg) == "segment":
+        return Segmenter(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
+                         aux_weight=float(cfg.segment.aux_weight), aux_lr_factor=float(cfg.segment.aux_lr_factor))
     return Classifier(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch)
 
 
@@ -252,9 +322,19 @@ def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
                              cfg.dataset.mean, cfg.dataset.std, margin=context_margin(cfg))]
 
 
+def monitor(cfg: DictConfig) -> str:
+    """The validation metric that picks the best checkpoint."""
+    return "val_miou" if task_name(cfg) == "segment" else "val_top1"
+
+
 def record_fields(cfg: DictConfig, final: dict, best: dict) -> dict:
-    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` final and best)."""
+    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` / ``test_miou`` final
+    and best)."""
     fields: dict = {"task": task_name(cfg)}
+    if task_name(cfg) == "segment":
+        for suffix, metrics in (("", final), ("_best", best)):
+            value = metrics.get("test_miou")
+            fields["test_miou" + suffix] = None if value is None else round(float(value), 4)
     for shift in consistency_shifts(cfg):
         key = f"test_cons{int(shift)}"
         for suffix, metrics in (("", final), ("_best", best)):

@@ -54,6 +54,8 @@ class Family:
     unit_counts: dict[str, int] = {}
     #: attribute name of a unit's skip projection (ignored by the receptive-field walk)
     skip_branch: str | None = None
+    #: whether ``model.width`` may scale the channels
+    scalable: bool = True
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         raise NotImplementedError
