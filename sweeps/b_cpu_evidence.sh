@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # P at CPU scale on real CIFAR-10 (README "Position information after global pooling", ledger section B):
-#  1. Table 2's three rows, ResNet-18 x0.25, 10,240 training / 2,000 test images, 3 one-cycle epochs
+#  1. Table 2's three rows, ResNet-18 x0.25, 10,240 training / 2,000 test images, 6 one-cycle epochs
 #     (conf/experiment/resnet18_cifar10_augshift_cpu.yaml): the baseline, +AugShift, BlurPool; top-1, Cons.8;
 #  2. position decoding from each frozen network's pooled latent (spatialprobe.decode: a linear read-out
 #     of the grid cell, channels in order and permuted);
