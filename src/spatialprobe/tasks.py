@@ -65,7 +65,8 @@ def validate(cfg: DictConfig) -> None:
     if task_name(cfg) == "segment":
         require_number(cfg, "segment.aux_weight", minimum=0)
         require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
-    if (task_name(cfg) == "segment") != (get(cfg, "dataset.kind") == "cityscapes"):
+    segmentation = [get(cfg, "dataset.kind") == "cityscapes", get(cfg, "model.arch") == "deeplabv3_resnet50"]
+    if task_name(cfg) == "segment" and not all(segmentation) or task_name(cfg) != "segment" and any(segmentation):
         raise ConfigError("task.name", task_name(cfg), "task=segment goes with a segmentation data set "
                           "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
                           ["segment with dataset=cityscapes", "classify / augshift otherwise"])
