@@ -89,7 +89,7 @@ def test_decode_a_frozen_classifier_end_to_end(fake_cifar10, tmp_path, monkeypat
 def test_decode_refuses_what_it_cannot_do(tmp_path):
     from spatialprobe.decode import validate
 
-    for bad, key in (("grid=1", "grid"), ("grid=[3,x]", "grid"), ("epochs=0", "epochs")):
+    for bad, key in (("grid=1", "grid"), ("grid=[3,x]", "grid"), ("epochs=0", "epochs"), ("device=tpu", "device")):
         with pytest.raises(ConfigError) as err:
             validate(compose_decode("checkpoint=x.ckpt", bad))
         assert err.value.key == key

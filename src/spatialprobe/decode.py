@@ -42,6 +42,9 @@ def validate(cfg: DictConfig) -> list[int]:
         require_positive_int(cfg, key)
     require_number(cfg, "lr", minimum=0, exclusive_minimum=True)
     require_number(cfg, "seed", integer=True, minimum=0)
+    from .position import pick_device
+
+    pick_device(cfg.device)
     return grids
 
 
@@ -78,11 +81,13 @@ def latents(model, images, labels, mean, std, n: int, cells, batch_size: int):
     from .data.grid import paste
     from .data.loader import TensorBatches
 
+    from .position import model_device
+
     out, start = [], 0
     with torch.no_grad():
         for x, _ in TensorBatches(images, labels, batch_size, mean, std):
-            canvas = paste(x, cells[start:start + len(x)], n)
-            out.append(model.pool(model.forward_features(canvas)).float())
+            canvas = paste(x, cells[start:start + len(x)], n).to(model_device(model))
+            out.append(model.pool(model.forward_features(canvas)).float().cpu())
             start += len(x)
     return torch.cat(out)
 
@@ -126,7 +131,10 @@ def decode_one(path: Path, grids: list[int], cfg: DictConfig) -> dict:
     from .records import read_json, write_json_atomic
 
     t0 = time.time()
+    from .position import pick_device
+
     model, tcfg = load_classifier(path)
+    model.to(pick_device(str(cfg.device)))
     ds = OmegaConf.create(OmegaConf.to_container(tcfg.dataset, resolve=True))
     if ds.get("kind", "array") != "array":
         raise ConfigError("checkpoint", str(path), f"position decoding pastes the network's own {ds.get('native_size') or ds.image_size} "

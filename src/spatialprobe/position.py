@@ -50,6 +50,21 @@ def mask_channels(t: torch.Tensor, channels: torch.Tensor | None) -> torch.Tenso
     return t * keep.view(1, -1, *([1] * (t.dim() - 2)))
 
 
+def model_device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def pick_device(name) -> torch.device:
+    """``auto``: the GPU when one is visible, else the CPU; or ``cpu`` / ``cuda`` / ``cuda:N`` (key ``device``)."""
+    if not isinstance(name, str) or not (name in ("auto", "cpu") or name.startswith("cuda")):
+        raise ConfigError("device", name, "not a device", ["auto", "cpu", "cuda", "cuda:1"])
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", name, "no CUDA device is visible to this process", ["auto", "cpu"])
+    return torch.device(name)
+
+
 def flip_kernels(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every Conv2d kernel mirrored left-right (the kernel-flip variant)."""
     flipped = copy.deepcopy(model)
@@ -69,7 +84,7 @@ class ClassifierProbe:
         self.model = model
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.pool(self.model.forward_features(x))
+        return self.model.pool(self.model.forward_features(x.to(model_device(self.model))))
 
     def latent(self, feats: torch.Tensor) -> torch.Tensor:
         return feats

@@ -36,6 +36,7 @@ from .position import (
     channel_scores,
     check_sizes,
     flip_kernels,
+    pick_device,
     rank,
     require_pooled_latent,
     switch_off_study,
@@ -63,6 +64,7 @@ def validate(cfg: DictConfig) -> list[int]:
             raise ConfigError("rank_ranges", spec, "each range is [first, last] ranks, 1 <= first <= last",
                               ["[[1,100],[101,200]]"])
     require_number(cfg, "fig5.images", integer=True, minimum=0)
+    pick_device(cfg.device)
     sizes = list(cfg.top_n) if OmegaConf.is_list(cfg.top_n) else [cfg.top_n]
     for n in sizes:  # the upper bound (the latent size) is checked once the model is built
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -213,6 +215,7 @@ def run(cfg: DictConfig) -> dict:
 
         described["dataset"] = f"cityscapes:{sc.split}"
 
+    model.to(pick_device(str(cfg.device)))
     flipped = probe.with_model(flip_kernels(model)) if any(v != "image_flip" for v in variants) else None
     orders, scores = {}, {}
     for ranking in rankings:

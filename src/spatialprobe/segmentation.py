@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .config import require_number, require_positive_int
 from .errors import ConfigError, DataError
-from .position import REGIONS, mask_channels
+from .position import REGIONS, mask_channels, model_device
 
 IGNORE = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -269,7 +269,7 @@ class SegmentationProbe:
         self.model = model
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        return self.model.backbone(x)["out"], tuple(x.shape[-2:])
+        return self.model.backbone(x.to(model_device(self.model)))["out"], tuple(x.shape[-2:])
 
     def latent(self, feats) -> torch.Tensor:
         return feats[0].mean(dim=(2, 3))
