@@ -121,7 +121,7 @@ def test_views_are_windows_of_the_image_extended_by_half_the_shift_each_drawn_pe
     n, size = 64, 8
     x = torch.rand(n, 1, size, size) + 1           # distinct pixels: a window is found at one offset only
     fill = torch.full((1, 1, 1, 1), -5.0)
-    lo, hi = shift // 2, shift - shift // 2
+    lo = shift // 2  # px of extension before the image (shift - lo after it)
     canvas = torch.full((n, 1, size + shift, size + shift), -5.0)
     canvas[..., lo:lo + size, lo:lo + size] = x
     v1, v2 = shifted_views(x, shift, torch.Generator().manual_seed(1), fill)

@@ -50,9 +50,9 @@ def test_table2_prints_the_papers_layout(tmp_path):
 
 
 def test_readout_reads_ordered_channels_and_not_permuted_ones():
-    from spatialprobe.decode import fit_readout
-
     from omegaconf import OmegaConf
+
+    from spatialprobe.decode import fit_readout
 
     g = torch.Generator().manual_seed(0)
     cells = torch.randint(4, (800,), generator=g)

@@ -80,7 +80,6 @@ def latents(model, images, labels, mean, std, n: int, cells, batch_size: int):
 
     from .data.grid import paste
     from .data.loader import TensorBatches
-
     from .position import model_device
 
     out, start = [], 0

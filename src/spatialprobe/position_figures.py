@@ -53,7 +53,7 @@ def versus_n(record: dict, folder: Path, name: str, rankings: dict[str, str], re
     sizes = [int(n) for n in record["top_n"]]
     metric = record["metric"]
     fig, axes = plt.subplots(1, len(regions), figsize=(4 * len(regions), 3.4), squeeze=False)
-    table = [f"| region | N | " + " | ".join(rankings) + " | random (mean +- std) | none |",
+    table = ["| region | N | " + " | ".join(rankings) + " | random (mean +- std) | none |",
              "|---|---|" + "---|" * (len(rankings) + 2)]
     for ax, region in zip(axes[0], regions, strict=True):
         for label, key in rankings.items():
