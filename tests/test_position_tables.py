@@ -96,3 +96,26 @@ def test_decode_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError) as err:
         validate(compose_decode())
     assert err.value.key == "checkpoint" and "sweep_dir" in str(err.value)
+
+
+def test_position_figures_redraws_from_a_record_and_refuses_other_files(tmp_path):
+    record = {"metric": "top1", "top_n": [1, 2], "rank_ranges": [[1, 1]], "baseline": {"overall": 90.0, "left": 80.0},
+              "switch_off": {n: {"random": {"overall": {"mean": 85.0, "std": 1.0}, "left": {"mean": 75.0, "std": 2.0}}}
+                             for n in ("1", "2")},
+              "rankings": {f"{r}/image_flip": {"top": {"1": {"overall": 70.0, "left": 60.0},
+                                                       "2": {"overall": 50.0, "left": 40.0}},
+                                               "ranges": {"1-1": {"overall": 70.0, "left": 60.0}}}
+                           for r in ("overall", "left", "right")}}
+    path = tmp_path / "position-x.json"
+    path.write_text(json.dumps(record))
+    p = subprocess.run([sys.executable, "-m", "spatialprobe.position_figures", str(path)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    folder = tmp_path / "position-x-figures"
+    assert {f.name for f in folder.iterdir()} == {f"{n}.{e}" for n in ("fig4_top", "fig4_bottom", "fig6")
+                                                  for e in ("png", "pdf", "md")}  # no right region: no fig6_right
+    assert "| left | 2 | 40.00 | 40.00 | 40.00 | 75.00 +- 2.00 | 80.00 |" in (folder / "fig6.md").read_text()
+    (tmp_path / "other.json").write_text("{}")
+    p = subprocess.run([sys.executable, "-m", "spatialprobe.position_figures", str(tmp_path / "other.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stderr.strip().startswith("spatialprobe: error: ") and "Traceback" not in p.stderr
