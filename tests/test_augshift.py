@@ -147,7 +147,7 @@ def test_views_use_real_context_when_the_loader_gives_it():
 
 
 class FakeTrainer:
-    global_rank = 0
+    global_rank, world_size = 0, 1
     testing = True
 
     class precision_plugin:  # noqa: N801  (Lightning's attribute name)

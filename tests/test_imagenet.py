@@ -116,7 +116,7 @@ def test_consistency_test_batches_carry_real_image_context(fake_imagenet):
     plain = build_datamodule(imagenet_cfg(fake_imagenet))
     dm = build_datamodule(imagenet_cfg(fake_imagenet, "eval.consistency=[8,16]"))
     assert dm.context == 8
-    dm.trainer = type("T", (), {"testing": True, "current_epoch": 0})()
+    dm.trainer = type("T", (), {"testing": True, "current_epoch": 0, "global_rank": 0, "world_size": 1})()
     x, y, context = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert x.shape == (4, 3, 224, 224) and context.shape == (4, 3, 240, 240)
     assert torch.equal(context[..., 8:232, 8:232], x)

@@ -214,12 +214,13 @@ class CityscapesDataModule(pl.LightningDataModule):
         return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
 
     def _loader(self, split: str):
+        from .data.datamodule import shards
         from .data.torchpath import make_loader
 
-        trainer = self.trainer
+        trainer = self.trainer  # DDP: evaluation images are split over the ranks, each image once
         return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
                            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=True)
+                           num_workers=int(self.ds.num_workers), pin_memory=True, **shards(trainer))
 
     def train_dataloader(self):
         return self._loader("train")

@@ -39,6 +39,7 @@ from torchmetrics import Metric
 from .config import get, require_choice, require_number, require_positive_int
 from .errors import ConfigError
 from .module import Classifier
+from .streams import generator
 
 TASKS = ("classify", "augshift", "segment")
 
@@ -147,12 +148,10 @@ class AugShift(Classifier):
         if stage != "train":
             return super()._step(batch, stage)
         x, y = batch[0], batch[1]
-        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the step's seed
+        g = torch.default_generator  # the step's own stream (callbacks.SeedSchedule)
         loss, ce1, ce2, mse, logits = augshift_loss(self.model, shifted_crops(x, self.shift, g, self.fill),
                                                     shifted_crops(x, self.shift, g, self.fill), y, self.lam)
-        for name, metric in self.accuracy.items():
-            if name.startswith("train_"):
-                metric.update(logits, y)
+        self.metrics("train").update(logits, y)
         n = len(y)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log_dict({"train_ce1": ce1, "train_ce2": ce2, "train_mse": mse}, on_step=False, on_epoch=True,
@@ -166,16 +165,19 @@ class Segmenter(Classifier):
 
     def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
                  steps_per_epoch=None, aux_weight: float = 0.5, aux_lr_factor: float = 10.0):
+        from torchmetrics import MetricCollection
         from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
         from .segmentation import IGNORE
 
         super().__init__(model, num_classes, recipe, config, steps_per_epoch)
         self.aux_weight, self.aux_lr_factor = float(aux_weight), float(aux_lr_factor)
-        self.accuracy = nn.ModuleDict({f"{s}_top1": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE)
-                                       for s in ("val", "test")})
-        self.iou = nn.ModuleDict({f"{s}_miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=IGNORE)
-                                  for s in ("val", "test")})
+        # pixel accuracy and mIoU over labelled pixels, summed states (exact under DDP); none while training
+        self.train_metrics = MetricCollection({}, prefix="train_")
+        self.val_metrics, self.test_metrics = (MetricCollection(
+            {"top1": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE),
+             "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=IGNORE)}, prefix=f"{s}_")
+            for s in ("val", "test"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)["out"]
@@ -186,22 +188,14 @@ class Segmenter(Classifier):
         x, y = batch[0], batch[1]
         out = self.model(x)
         loss = F.cross_entropy(out["out"], y, ignore_index=IGNORE)
-        if stage == "train" and "aux" in out and self.aux_weight:
-            loss = loss + self.aux_weight * F.cross_entropy(out["aux"], y, ignore_index=IGNORE)
-        if stage != "train":
-            pred = out["out"].argmax(1)
-            self.accuracy[f"{stage}_top1"].update(pred, y)
-            self.iou[f"{stage}_miou"].update(pred, y)
-        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage != "test",
-                 batch_size=len(y), sync_dist=stage != "train")
+        if stage == "train":
+            if "aux" in out and self.aux_weight:
+                loss = loss + self.aux_weight * F.cross_entropy(out["aux"], y, ignore_index=IGNORE)
+            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        else:
+            self.metrics(stage).update(out["out"].argmax(1), y)
+            getattr(self, f"{stage}_loss").update(loss, weight=len(y))
         return loss
-
-    def _log_accuracy(self, stage: str) -> None:
-        super()._log_accuracy(stage)
-        for name, metric in self.iou.items():
-            if name.startswith(stage + "_"):
-                self.log(name, metric.compute() * 100.0, prog_bar=True, sync_dist=True)
-                metric.reset()
 
     def configure_optimizers(self):
         from .module import build_optimizer, effective_lr
@@ -261,6 +255,7 @@ class ShiftConsistency(pl.Callback):
     """
 
     def __init__(self, shifts, passes: int, seed: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), margin: int = 0):
+        """``seed``: the run's evaluation seed (the views come from its ``consistency`` streams)."""
         self.shifts, self.passes, self.seed, self.margin = [int(s) for s in shifts], int(passes), int(seed), int(margin)
         self.fill = black(mean, std)
         self.metrics = {s: ConsistencyMetric() for s in self.shifts}
@@ -269,13 +264,11 @@ class ShiftConsistency(pl.Callback):
         return f"test_cons{shift}"
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        from .callbacks import derived_seed
-
-        rank = trainer.global_rank if trainer is not None else 0
+        rank, ranks = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         for m in self.metrics.values():
             m.reset()
-        # the same views for every model of a sweep (same eval seed); every DDP rank its own
-        self.generators = {s: torch.Generator().manual_seed(derived_seed(self.seed, s, rank)) for s in self.shifts}
+        # the same views for every model of a sweep (same eval seed); each S and each DDP rank its own stream
+        self.generators = {s: generator(self.seed, "consistency", epoch=s, batch=rank, batches=ranks) for s in self.shifts}
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -314,13 +307,11 @@ def context_margin(cfg: DictConfig) -> int:
 
 
 def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
-    from .callbacks import derived_seed
-
     shifts = consistency_shifts(cfg)
     if not shifts:
         return []
-    return [ShiftConsistency(shifts, int(cfg.eval.consistency_passes), derived_seed(int(eval_seed), 4),
-                             cfg.dataset.mean, cfg.dataset.std, margin=context_margin(cfg))]
+    return [ShiftConsistency(shifts, int(cfg.eval.consistency_passes), int(eval_seed), cfg.dataset.mean,
+                             cfg.dataset.std, margin=context_margin(cfg))]
 
 
 def monitor(cfg: DictConfig) -> str:
