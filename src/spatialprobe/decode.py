@@ -22,12 +22,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import CONF_DIR, __version__
-from .config import hydra_entry, require_number, require_positive_int
-from .errors import ConfigError, DataError, reported
+from . import __version__
+from .config import require_number, require_positive_int, tool_entry
+from .errors import ConfigError, DataError
 
 
 def validate(cfg: DictConfig) -> list[int]:
@@ -195,14 +194,7 @@ def run(cfg: DictConfig) -> list[dict]:
     return records
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="decode")
-def _hydra_main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
-
-
-def main() -> None:
-    hydra_entry(_hydra_main)
+main = tool_entry("decode", run)
 
 
 if __name__ == "__main__":

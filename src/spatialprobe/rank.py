@@ -21,13 +21,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import CONF_DIR, __version__
-from .config import get, hydra_entry, require_choice, require_number, require_positive_int
-from .errors import ConfigError, DataError, reported
+from . import __version__
+from .config import get, require_choice, require_number, require_positive_int, tool_entry
+from .errors import ConfigError, DataError
 from .position import (
     RANKINGS,
     VARIANTS,
@@ -280,14 +279,7 @@ def _print_summary(record: dict, out: Path) -> None:
     print(f"record: {out}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="rank")
-def _hydra_main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
-
-
-def main() -> None:
-    hydra_entry(_hydra_main)
+main = tool_entry("rank", run)
 
 
 if __name__ == "__main__":
