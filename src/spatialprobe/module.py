@@ -46,6 +46,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
         sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
                                                     total_steps=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}
+    if kind == "exponential":  # lr * gamma ** (epoch / epochs): the whole run decays the lr by the factor gamma
+        sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(recipe["gamma"]) ** (1.0 / max(1, epochs)))
+        return {"scheduler": sched, "interval": "epoch"}
     if kind == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}

@@ -5,6 +5,10 @@
   padding ``augshift.shift``, a random window of the original size, independently per image and
   view) pass the same encoder; loss = CE(crop 1) + CE(crop 2) + ``augshift.lambda`` * MSE(pooled
   latent 1, pooled latent 2). Validation and test are plain classification.
+* ``task=detect``: :class:`~spatialprobe.detection.DetectionModule`, S0's YOLO-like detector on
+  the (modified) network as backbone, on a ``dataset.kind=detect`` data set (VOC, cifar10_detect);
+  its record holds ``map50``, ``map50_all_point``, ``ap50``, ``errors`` (S0 Fig. 9) and the boxes of
+  the first test images (``examples``, S0 Fig. 8).
 * ``eval.consistency=S``: shift consistency Cons.S, logged as ``test_cons{S}`` for any
   classification run (:class:`ShiftConsistency`): for every test batch and each of
   ``eval.consistency_passes`` passes, two offsets (oy, ox) in 0..S-1 are drawn (one pair for the
@@ -12,8 +16,9 @@
   keep their size: a relative shift of up to S-1 px per axis), and the percentage of images whose
   predicted classes agree is reported.
 
-``train.py`` asks this module for the LightningModule, the extra callbacks and the record fields,
-so a new task is one class here and one yaml in ``conf/task/``.
+``train.py`` asks this module for the network (:func:`build_network`), the LightningModule, the
+metric that picks the best checkpoint, the extra callbacks and the record fields, so a new task is
+one class here (or in a module of its own) and one yaml in ``conf/task/``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from .data.loader import random_crop_flip
 from .errors import ConfigError
 from .module import Classifier
 
-TASKS = ("classify", "augshift")
+TASKS = ("classify", "augshift", "detect")
+DETECT_METHODS = ("none", "spatial_shuffle", "patch_shuffle", "channel_shuffle", "conv1x1")
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -43,11 +49,37 @@ def validate(cfg: DictConfig) -> None:
     if task_name(cfg) == "augshift":
         require_number(cfg, "augshift.lambda", minimum=0)
         require_number(cfg, "augshift.shift", integer=True, minimum=0)
+    detect_data = get(cfg, "dataset.kind") == "detect"
+    if detect_data and task_name(cfg) != "detect":
+        raise ConfigError("task", task_name(cfg), f"{get(cfg, 'dataset.name')} is a detection data set", ["detect"])
+    if task_name(cfg) == "detect":
+        if not detect_data:
+            raise ConfigError("dataset", get(cfg, "dataset.name"), "task=detect needs a detection data set",
+                              ["voc", "cifar10_detect"])
+        validate_detect(cfg)
     shift = require_number(cfg, "eval.consistency", integer=True, minimum=2, optional=True)
     if shift is not None:
         require_positive_int(cfg, "eval.consistency_passes")
         if isinstance(size, int) and shift > size:
             raise ConfigError("eval.consistency", shift, f"larger than the {size} px images", [f"2..{size}"])
+
+
+def validate_detect(cfg: DictConfig) -> None:
+    """task=detect: the head's keys, and what a detector cannot be combined with."""
+    require_choice(cfg, "method.name", DETECT_METHODS)  # gap_fc pools the map the boxes are read from
+    if get(cfg, "model.head") not in (None, "linear"):
+        raise ConfigError("model.head", get(cfg, "model.head"), "a detector replaces the classifier head", ["linear"])
+    if get(cfg, "eval.consistency") is not None:
+        raise ConfigError("eval.consistency", get(cfg, "eval.consistency"), "shift consistency compares class "
+                          "predictions; task=detect has none", ["null"])
+    require_positive_int(cfg, "detect.boxes")
+    require_choice(cfg, "detect.head_stride", [1, 2])
+    for key in ("lambda_coord", "lambda_noobj"):
+        require_number(cfg, f"detect.{key}", minimum=0)
+    require_number(cfg, "detect.score_threshold", minimum=0, maximum=1)
+    require_number(cfg, "detect.nms_iou", minimum=0, maximum=1, exclusive_minimum=True)
+    require_positive_int(cfg, "detect.max_detections")
+    require_number(cfg, "detect.show_threshold", minimum=0, maximum=1)
 
 
 # --------------------------------------------------------------------------- AugShift
@@ -130,9 +162,30 @@ class ShiftConsistency(pl.Callback):
 
 
 # --------------------------------------------------------------------------- what train.py uses
-def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoch=None) -> Classifier:
+def build_network(cfg: DictConfig, model: nn.Module) -> nn.Module:
+    """The network the task trains, from the (modified) registry network: itself, or a detector on it."""
+    if task_name(cfg) != "detect":
+        return model
+    from .detection import Detector
+
+    return Detector(model, int(cfg.dataset.num_classes), int(cfg.dataset.image_size), int(cfg.detect.boxes),
+                    int(cfg.detect.head_stride))
+
+
+def monitor(cfg: DictConfig) -> str:
+    """The validation metric (higher is better) that picks the best checkpoint."""
+    return "val_map50" if task_name(cfg) == "detect" else "val_top1"
+
+
+def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoch=None,
+                 class_names: list[str] | None = None) -> Classifier:
     recipe = OmegaConf.to_container(cfg.recipe, resolve=True)
     num_classes = int(cfg.dataset.num_classes)
+    if task_name(cfg) == "detect":
+        from .detection import DetectionModule
+
+        return DetectionModule(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
+                               detect=OmegaConf.to_container(cfg.detect, resolve=True), class_names=class_names)
     if task_name(cfg) == "augshift":
         return AugShift(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
                         lam=float(cfg.augshift["lambda"]), shift=int(cfg.augshift.shift))
@@ -148,9 +201,37 @@ def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
     return [ShiftConsistency(int(shift), int(cfg.eval.consistency_passes), derived_seed(int(eval_seed), 4))]
 
 
-def record_fields(cfg: DictConfig, final: dict, best: dict) -> dict:
-    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` final and best)."""
+def _round(value) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def detect_fields(module, fit: dict, best_score: float | None) -> dict:
+    """task=detect: mAP and error shares of the final network (``map50`` ...) and of the best-validation
+    checkpoint (``map50_best`` ...), AP per class, the boxes of the first test images."""
+    results = module.test_results
+    final, best = results[0], results[-1]
+    return {
+        "val_top1_best": None,  # classification fields stay empty
+        "val_map50_final": _round(fit.get("val_map50")),
+        "val_map50_best": _round(best_score if best_score is not None else fit.get("val_map50")),
+        "map50": _round(final["map50"]), "map50_all_point": _round(final["map50_all_point"]),
+        "map50_best": _round(best["map50"]), "map50_all_point_best": _round(best["map50_all_point"]),
+        "ap50": {k: _round(v) for k, v in final["ap50"].items()},
+        "errors": {k: _round(v) for k, v in final["errors"].items()},
+        "errors_best": {k: _round(v) for k, v in best["errors"].items()},
+        "errors_analysed": int(final["errors_analysed"]),
+        "test_images": int(final["images"]),
+        "examples": final["examples"],
+    }
+
+
+def record_fields(cfg: DictConfig, final: dict, best: dict, module=None, fit: dict | None = None,
+                  best_score: float | None = None) -> dict:
+    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` final and best,
+    detection's mAP and errors)."""
     fields: dict = {"task": task_name(cfg)}
+    if task_name(cfg) == "detect":
+        fields.update(detect_fields(module, fit or {}, best_score))
     shift = get(cfg, "eval.consistency")
     if shift is not None:
         key = f"test_cons{int(shift)}"

@@ -43,7 +43,7 @@ def validate(cfg: DictConfig) -> None:
     surgery.validate(cfg)
     tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
     require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
-    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
+    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "exponential", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
     require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
@@ -134,7 +134,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .speed import apply as apply_speed_options
-    from .tasks import build_module, record_fields
+    from .tasks import build_module, build_network, monitor, record_fields
     from .tasks import callbacks as task_callbacks
 
     t0 = time.time()
@@ -143,6 +143,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     size = int(cfg.dataset.image_size)
     model = build_model(cfg.model, int(cfg.dataset.num_classes), size)
     report = surgery.apply(model, cfg.method, int(cfg.k), size)  # after the build: same init for every K
+    model = build_network(cfg, model)  # task=detect: the modified network becomes a detector's backbone
     record.update(
         params=count_params(model), flops=count_flops(model, size), units=len(model.unit_names()),
         modified_units=report.modified_units, stripped_units=report.stripped_units,
@@ -150,10 +151,12 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
-    module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches)  # Classifier, or AugShift
+    module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches,  # Classifier, AugShift, detector
+                          class_names=getattr(dm, "classes", None))
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
+    best_metric = monitor(cfg)  # val_top1, or val_map50 for detection
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=best_metric, mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
@@ -170,14 +173,14 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
 
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if "val_top1" not in fit_metrics and trainer.limit_val_batches:
+    if best_metric not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
     torch.manual_seed(derived_seed(int(eval_seed), 3))
     final = trainer.test(module, datamodule=dm, verbose=False)[0]
     best_path = checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     best = final
-    if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get("val_top1"):
+    if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get(best_metric):
         best = trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
     fields = {
         "epochs": int(trainer.current_epoch),
@@ -194,7 +197,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                         "best": best_path or None},
         "eval_seed": int(eval_seed),
     }
-    fields.update(record_fields(cfg, final, best))  # task, test_cons{S}
+    fields.update(record_fields(cfg, final, best, module=module, fit=fit_metrics, best_score=best_score))  # task, ...
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports
@@ -202,7 +205,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],
                                      "k": int(cfg.k), "method": cfg.method.name})
     record.complete(**fields)
-    print(f"{cfg.name}: test_top1={fields['test_top1']} (best-val checkpoint: {fields['test_top1_best']}), "
+    key = "map50" if "map50" in fields else "test_top1"
+    print(f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
           f"params={record.data['params']:,}, record: {record.path}", flush=True)
     return record.data
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from . import grid, imagefolder, smallimagenet
+from . import detection, grid, imagefolder, smallimagenet
 from .datamodule import LOADERS, PLACEMENTS, ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
 
@@ -71,6 +71,7 @@ KINDS = {
     "array": (validate_array, build_array_datamodule),
     "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
     "grid": (validate_grid, build_grid_datamodule),  # part B: images pasted into an n x n grid
+    "detect": (detection.validate, detection.build_datamodule),  # boxes: Pascal VOC, cifar10_detect
 }
 
 

@@ -152,8 +152,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
         x, y = batch
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        mean, inv_std = self.mean.to(x.device), self.inv_std.to(x.device)
-        return (x.float().sub_(mean).mul_(inv_std)).contiguous(memory_format=fmt), y
+        return normalise_batch(x, self.mean, self.inv_std, self.channels_last), y
+
+
+def normalise_batch(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.float().sub_(mean.to(x.device)).mul_(inv_std.to(x.device)).contiguous(memory_format=fmt)

@@ -58,7 +58,7 @@ class EpochSampler(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch_fn: Callable[[], int],
-                num_workers: int, pin_memory: bool) -> DataLoader:
+                num_workers: int, pin_memory: bool, collate_fn=None) -> DataLoader:
     """A DataLoader with worker processes, pinned memory (when a GPU is used) and seeded epoch order."""
     return DataLoader(
         dataset,
@@ -69,4 +69,5 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, ep
         pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),  # worker seeds: the same for the same run seed
+        collate_fn=collate_fn,  # None: torch's default
     )
