@@ -95,7 +95,7 @@ def test_a_pasted_object_is_where_its_box_says(fake_cifar10):
     images = np.full((3, 32, 32, 3), 255, dtype=np.uint8)
     canvases, targets = make_canvases(images, np.array([0, 1, 2]), 4, 48, (1, 2), (10, 20), 0.0, seed=3)
     for canvas, target in zip(canvases, targets, strict=True):
-        for c, x0, y0, x1, y1, _ in target[target[:, 0] >= 0]:
+        for _label, x0, y0, x1, y1, _ in target[target[:, 0] >= 0]:
             assert (canvas[int(y0):int(y1), int(x0):int(x1)] == 255).all()
 
 

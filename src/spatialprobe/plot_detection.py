@@ -134,7 +134,7 @@ def plot_examples(records, outdir: Path, data_root: str | None = None) -> tuple[
             ax = axes[n // pairs_per_row, (n % pairs_per_row) * len(records) + r]
             ax.imshow(image)
             example = next((e for e in rec["examples"] if e["index"] == index), {"detections": [], "truth": []})
-            for c, x0, y0, x1, y1, _ in example["truth"]:
+            for _label, x0, y0, x1, y1, _difficult in example["truth"]:
                 ax.add_patch(Rectangle((x0 * sx, y0 * sy), (x1 - x0) * sx, (y1 - y0) * sy, fill=False, ec="white",
                                        lw=0.6, ls="--"))
             for x0, y0, x1, y1, score, c in example["detections"]:

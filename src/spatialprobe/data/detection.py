@@ -41,17 +41,14 @@ from xml.etree.ElementTree import ParseError
 from xml.etree.ElementTree import parse as parse_xml
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from .datamodule import train_batches
-from .imagefolder import normalise_batch
-from .torchpath import make_loader
+from .imagefolder import FileSetsDataModule
 
 log = logging.getLogger("spatialprobe")
 
@@ -375,13 +372,14 @@ def collate(batch):
     return images, targets, torch.tensor([b[2] for b in batch])
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(FileSetsDataModule):
     """Train / val / test loaders of a detection set; ``val_size > 0`` holds out the last training images,
     otherwise the test split doubles as the validation split (the papers report test numbers)."""
 
+    collate_fn = collate
+
     def __init__(self, ds: DictConfig, batch_size: int, seed: int, cache_dir=None, channels_last: bool = False):
-        super().__init__()
-        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        super().__init__(ds, batch_size, seed, channels_last)
         if ds.source == "voc":
             splits, self.classes = load_voc(ds), list(VOC_CLASSES)
         else:
@@ -397,34 +395,6 @@ class DetectionDataModule(pl.LightningDataModule):
                      "test": DetectionSet(test_read, test_targets, transforms(False, ds), test)}
         self.sets["val"] = (DetectionSet(read, targets, transforms(False, ds), range(n - val_size, n)[:eval_n])
                             if val_size else self.sets["test"])
-        self.mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items()}
-
-    def train_batches(self, world_size: int = 1) -> int:
-        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
-
-    def _loader(self, split: str) -> DataLoader:
-        trainer = self.trainer
-        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
-                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)),
-                           collate_fn=collate)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, targets, index = batch
-        return normalise_batch(x, self.mean, self.inv_std, self.channels_last), targets, index
 
 
 def build_datamodule(cfg: DictConfig) -> DetectionDataModule:

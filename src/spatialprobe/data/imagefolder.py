@@ -92,15 +92,59 @@ def _subset(data: Dataset, n: int | None, start: int = 0) -> Dataset:
     return Subset(data, order[start : start + n].tolist())
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class FileSetsDataModule(pl.LightningDataModule):
+    """Loaders over ``self.sets`` (``train`` / ``val`` / ``test`` datasets of uint8 images, decoded by
+    ``ds.num_workers`` processes); the first element of every batch is normalised on the device.
+    Subclasses fill ``self.sets``; ``collate_fn`` batches their samples (None: torch's default)."""
+
+    collate_fn = None
+
+    def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
+        super().__init__()
+        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        self.sets: dict[str, Dataset] = {}
+        self.mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.sets.items()}
+
+    def train_batches(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch and rank (DDP pads every rank's share to ceil(n / world_size))."""
+        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
+
+    def _loader(self, split: str) -> DataLoader:
+        trainer = self.trainer
+        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
+                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)),
+                           collate_fn=type(self).collate_fn)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
+        x, *rest = batch
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.float().sub_(self.mean.to(x.device)).mul_(self.inv_std.to(x.device)).contiguous(memory_format=fmt)
+        return (x, *rest)
+
+
+class ImageFolderDataModule(FileSetsDataModule):
     """Train / val / test loaders over ``<root>/train`` and ``<root>/val`` (val doubles as test).
 
     ``val_size > 0`` holds out that many (fixed, pseudo-random) training images for validation.
     """
 
     def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
-        super().__init__()
-        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        super().__init__(ds, batch_size, seed, channels_last)
         root = Path(str(ds.root)).expanduser()
         if not root.is_dir():
             raise DataError(f"{root}: no such directory; {HINT}")
@@ -126,37 +170,3 @@ class ImageFolderDataModule(pl.LightningDataModule):
         else:
             self.sets = {"train": _subset(train, ds.get("subset")), "val": _subset(evaluation, eval_n)}
         self.sets["test"] = _subset(evaluation, eval_n)
-        mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
-        self.mean, self.inv_std = mean, 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items()}
-
-    def train_batches(self, world_size: int = 1) -> int:
-        """Optimizer steps per epoch and rank (DDP pads every rank's share to ceil(n / world_size))."""
-        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
-
-    def _loader(self, split: str) -> DataLoader:
-        trainer = self.trainer
-        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
-                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
-        return normalise_batch(x, self.mean, self.inv_std, self.channels_last), y
-
-
-def normalise_batch(x: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return x.float().sub_(mean.to(x.device)).mul_(inv_std.to(x.device)).contiguous(memory_format=fmt)

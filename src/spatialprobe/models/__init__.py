@@ -8,8 +8,8 @@ from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
-from .pretrained import load_pretrained
 from .mobilenet import MobileNetV2Family
+from .pretrained import load_pretrained
 from .resnet import STEMS, ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily

@@ -1,7 +1,9 @@
 """Initial weights from a trained network (``model.pretrained``): torchvision's ImageNet weights or a file.
 
 S0 section 4.5 fine-tunes an ImageNet-trained ResNet-50 for detection ("By using a pre-trained
-ResNet-50 on ImageNet, we are able to reach 66% mAP on VOC2007 test set after finetuning"). The
+ResNet-50 on ImageNet, we are able to reach 66% mAP on VOC2007 test set after finetuning").
+``imagenet`` takes torchvision's original ImageNet weights of the architecture (``IMAGENET1K_V1``),
+from torch's hub cache or downloaded there. The
 weights must fit the network as built (architecture, ``model.width`` 1, ``model.stem`` of the
 training, here ``imagenet``); only classifier layers (``fc`` / ``classifier``) of another shape
 are left as initialised, since the number of classes differs.
@@ -23,7 +25,9 @@ def _torchvision_weights(arch: str) -> dict:
     from torchvision.models import get_model_weights
 
     try:
-        weights = get_model_weights(arch).DEFAULT
+        enum = get_model_weights(arch)
+        # the original ImageNet weights (S0, 2019), not torchvision's later, longer-trained ones
+        weights = enum.IMAGENET1K_V1 if hasattr(enum, "IMAGENET1K_V1") else enum.DEFAULT
     except ValueError:
         raise ConfigError("model.pretrained", "imagenet", f"torchvision has no ImageNet weights for {arch}",
                           ["a path to a state dict"]) from None
