@@ -11,7 +11,14 @@ from spatialprobe.config import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
 from spatialprobe.train import validate
 
-GROUPS = ["dataset", "model", "method", "recipe", "trainer", "logger"]
+GROUPS = ["dataset", "model", "method", "recipe", "task", "trainer", "logger"]
+
+
+def companions(group: str, option: str) -> list[str]:
+    """What an option needs beside it: detection data sets go with task=detect and the other way round."""
+    if group == "dataset" and "kind: detect" in (CONF_DIR / "dataset" / f"{option}.yaml").read_text():
+        return ["task=detect"]
+    return ["dataset=cifar10_detect"] if (group, option) == ("task", "detect") else []
 
 
 def compose_train(*overrides: str):
@@ -21,7 +28,7 @@ def compose_train(*overrides: str):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_choices(g)])
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_train(f"{group}={option}")
+    cfg = compose_train(f"{group}={option}", *companions(group, option))
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
     assert cfg[group] is not None
