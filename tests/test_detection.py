@@ -89,6 +89,23 @@ def test_cifar10_detect_is_a_pure_function_of_its_seed_and_is_cached(fake_cifar1
             assert (sides >= 9).all() and (sides <= 35).all()  # 12..30 px at aspect 3:4..4:3
 
 
+def test_cifar10_detect_can_keep_some_classes(fake_cifar10, tmp_path):
+    from spatialprobe.data.detection import load_canvases
+
+    cfg = compose_train("dataset=cifar10_detect", f"dataset.root={fake_cifar10}", "dataset.verify=false",
+                        "dataset.download=false", "dataset.image_size=64", "dataset.object_size=[12,30]",
+                        "dataset.train_canvases=20", "dataset.test_canvases=10", "dataset.classes=[class7,class2]")
+    assert cfg.dataset.num_classes == 2
+    splits, classes = load_canvases(cfg.dataset, tmp_path)
+    assert classes == ["class7", "class2"]
+    labels = np.concatenate([t[:, 0] for t in splits["train"][1]])
+    assert set(labels.tolist()) == {0.0, 1.0}
+    bad = compose_train("dataset=cifar10_detect", f"dataset.root={fake_cifar10}", "dataset.verify=false",
+                        "dataset.classes=[class7,unicorn]")
+    with pytest.raises(ConfigError, match="unicorn not among the source's classes"):
+        load_canvases(bad.dataset, tmp_path)
+
+
 def test_a_pasted_object_is_where_its_box_says(fake_cifar10):
     from spatialprobe.data.detection import make_canvases
 
@@ -311,3 +328,15 @@ def test_detection_record_holds_a_small_voc_xml(tmp_path):
     node = VOCDetection.parse_voc_xml(fromstring(voc_xml("a.jpg", (10, 10), [("dog", (1, 2, 5, 6), 1)])))
     obj = node["annotation"]["object"][0]
     assert obj["name"] == "dog" and obj["difficult"] == "1" and obj["bndbox"]["xmax"] == "5"
+
+
+def test_exponential_schedule_decays_by_gamma_over_the_run():
+    from spatialprobe.module import build_scheduler
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = build_scheduler(opt, {"schedule": "exponential", "gamma": 0.01}, epochs=20, total_steps=100)
+    assert sched["interval"] == "epoch"
+    for _ in range(10):
+        opt.step()
+        sched["scheduler"].step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # half the run: sqrt(0.01)

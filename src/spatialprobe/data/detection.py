@@ -15,7 +15,7 @@ object count with label -1, and each image's index in its split (Fig. 8 shows th
   evaluation ignores detections on them (VOC's protocol), the YOLO loss leaves them out (as
   YOLO's own VOC labels do). Images are decoded per epoch by ``num_workers`` worker processes.
 * ``dataset=cifar10_detect``: a detection set built from real CIFAR-10 (any root the project
-  reads): ``objects`` CIFAR images per canvas (min..max), each resized to a random size in
+  reads), of all its classes or of the ``classes`` named (relabelled in that order): ``objects`` CIFAR images per canvas (min..max), each resized to a random size in
   ``object_size`` (px, with an aspect ratio between 3:4 and 4:3) and pasted at a random position
   on a smooth random background, no object covering more than ``max_overlap`` of another's box.
   Training canvases use CIFAR's training images, test canvases its test images. The canvases are
@@ -102,9 +102,11 @@ def validate(cfg: DictConfig) -> None:
         return
     require_positive_int(cfg, "dataset.source_classes")
     require_positive_int(cfg, "dataset.source_size")
-    if cfg.dataset.num_classes != cfg.dataset.source_classes:
-        raise ConfigError("dataset.num_classes", cfg.dataset.num_classes,
-                          f"the pasted objects keep their {cfg.dataset.source} labels", [cfg.dataset.source_classes])
+    classes = OmegaConf.select(cfg, "dataset.classes")
+    if classes is not None and not (OmegaConf.is_list(classes) and classes and all(isinstance(c, str) for c in classes)
+                                    and len(set(classes)) == len(classes)):
+        raise ConfigError("dataset.classes", classes, f"must be null (all {cfg.dataset.source} classes) or a list of "
+                          "distinct class names", ["null", "[airplane,automobile,frog,horse]"])
     _pair(cfg, "dataset.objects", 1, 64, integer=True)
     _pair(cfg, "dataset.object_size", 4, size, integer=True)
     require_number(cfg, "dataset.max_overlap", minimum=0, maximum=1)
@@ -270,7 +272,7 @@ def _canvas_cache(ds: DictConfig, splits, cache_dir) -> Path | None:
         h.update(np.ascontiguousarray(splits.x[split]).data)
         h.update(np.ascontiguousarray(splits.y[split]).data)
     keys = {k: OmegaConf.select(ds, k) for k in ("image_size", "objects", "object_size", "max_overlap", "train_canvases",
-                                               "test_canvases", "build_seed")}
+                                               "test_canvases", "build_seed", "classes")}
     h.update(repr((sorted((k, str(v)) for k, v in keys.items()), CANVAS_VERSION)).encode())
     return Path(str(cache_dir)).expanduser() / f"{ds.name}-{ds.image_size}px-{h.hexdigest()[:12]}.npz"
 
@@ -282,6 +284,8 @@ def load_canvases(ds: DictConfig, cache_dir) -> tuple[dict, list[str]]:
     src = OmegaConf.create(OmegaConf.to_container(ds, resolve=True))
     src.name, src.num_classes, src.image_size, src.native_size = ds.source, ds.source_classes, ds.source_size, None
     splits = load_splits(src, cache_dir)
+    if ds.get("classes") is not None:
+        splits = _keep_classes(splits, list(ds.classes))
     cache = _canvas_cache(ds, splits, cache_dir)
     arrays = None
     if cache is not None and cache.is_file():
@@ -303,6 +307,22 @@ def load_canvases(ds: DictConfig, cache_dir) -> tuple[dict, list[str]]:
         t = arrays[f"t_{split}"]
         out[split] = (_ArrayReader(arrays[f"x_{split}"]), [row[row[:, 0] >= 0] for row in t])
     return out, list(splits.classes)
+
+
+def _keep_classes(splits, names: list[str]):
+    """Only the images of the classes ``names``, relabelled 0..len(names)-1 in that order."""
+    from .sources import Splits
+
+    unknown = [n for n in names if n not in splits.classes]
+    if unknown:
+        raise ConfigError("dataset.classes", names, f"{', '.join(unknown)} not among the source's classes",
+                          splits.classes)
+    old = np.array([splits.classes.index(n) for n in names])
+    remap = np.full(len(splits.classes), -1)
+    remap[old] = np.arange(len(names))
+    keep = {s: np.isin(splits.y[s], old) for s in splits.x}
+    return Splits({s: splits.x[s][keep[s]] for s in splits.x}, {s: remap[splits.y[s][keep[s]]] for s in splits.y},
+                  list(names), origin=splits.origin)
 
 
 def _write_npz(path: Path, arrays: dict) -> None:
