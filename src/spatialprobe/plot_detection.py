@@ -80,7 +80,8 @@ def plot_errors(records, outdir: Path) -> list[Path]:
             ax.pie([errors[k] for k in keys], labels=[f"{ERROR_LABELS[k]}\n{errors[k]:.1f}%" for k in keys],
                    colors=[ERROR_COLORS[k] for k in keys], startangle=90, counterclock=False,
                    wedgeprops={"linewidth": 1, "edgecolor": "white"})
-        ax.set_title(f"Diagnosing the {title(rec)}\nmAP@0.5 {rec['map50']:.1f}% ({rec['errors_analysed']} detections)",
+        name = "the baseline" if title(rec) == "baseline" else f"the shuffled model ({title(rec)})"
+        ax.set_title(f"Diagnosing {name}\nmAP@0.5 {rec['map50']:.1f}% ({rec['errors_analysed']} detections)",
                      fontsize=10)
     fig.tight_layout()
     return _save(fig, outdir / "detection_errors")
