@@ -283,7 +283,7 @@ class DetectionModule(Classifier):
     def __init__(self, model: Detector, num_classes: int, recipe: dict, config: dict | None = None,
                  steps_per_epoch=None, detect: dict | None = None, class_names: list[str] | None = None):
         super().__init__(model, num_classes, recipe, config, steps_per_epoch)
-        self.accuracy = nn.ModuleDict()  # no top-k accuracy: detection reports mAP
+        del self.train_metrics, self.val_metrics, self.test_metrics  # no top-k accuracy: detection reports mAP
         self.detect = dict(detect or {})
         self.maps = nn.ModuleDict({s: VOCMeanAP(num_classes, class_names) for s in STAGES})
         self.test_results: list[dict] = []
