@@ -30,3 +30,10 @@ figures() {
     "$PY" -m spatialprobe.collect "${dirs[@]}" -o "$out/results.csv"
     "$PY" -m spatialprobe.plot "$out/results.csv" -o "$out/figures" "${PLOT_WANDB[@]}"
 }
+
+# detection_figures NAME: the detection sweep runs/sweeps/NAME as a table (collect) and S0's Figs. 8 and 9
+detection_figures() {
+    if [ "${DRY_RUN:-0}" = 1 ]; then return 0; fi
+    "$PY" -m spatialprobe.collect "$RUNS/sweeps/$1" -o "$RUNS/sweeps/$1/results.csv"
+    "$PY" -m spatialprobe.plot_detection "$RUNS/sweeps/$1" -o "$RUNS/sweeps/$1/figures"
+}

@@ -102,3 +102,45 @@ def make_cityscapes(root: Path, splits=("train", "val"), per_split: int = 2, siz
             Image.fromarray(image).save(img_dir / f"{name}_leftImg8bit.png")
             Image.fromarray(labels).save(gt_dir / f"{name}_gtFine_labelIds.png")
     return Path(root)
+
+
+VOC_NAMES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+             "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+
+
+def voc_xml(filename: str, size: tuple[int, int], objects: list[tuple[str, tuple[int, int, int, int], int]]) -> str:
+    """A VOC annotation: objects are (class name, (xmin, ymin, xmax, ymax) 1-based inclusive, difficult)."""
+    objs = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>{diff}</difficult>"
+        f"<bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b, diff in objects)
+    return (f"<annotation><folder>VOC</folder><filename>{filename}</filename><size><width>{size[0]}</width>"
+            f"<height>{size[1]}</height><depth>3</depth></size><segmented>0</segmented>{objs}</annotation>")
+
+
+def make_voc(root: Path, sets=(("2007", "trainval", 6), ("2012", "trainval", 6), ("2007", "test", 4)),
+             seed: int = 0) -> Path:
+    """``root/VOCdevkit/VOC<year>/{JPEGImages,Annotations,ImageSets/Main}``: small JPEGs of 1-3 coloured
+    rectangles (class = colour), with their boxes; every third object of the test set is difficult."""
+    rng = np.random.default_rng(seed)
+    for year, image_set, count in sets:
+        base = Path(root) / "VOCdevkit" / f"VOC{year}"
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        ids = []
+        for n in range(count):
+            name = f"{year}_{image_set}_{n:04d}"
+            w, h = int(rng.integers(60, 100)), int(rng.integers(50, 90))
+            img = np.full((h, w, 3), 90, dtype=np.uint8)
+            objects = []
+            for k in range(int(rng.integers(1, 4))):
+                c = int(rng.integers(0, 4))
+                x0, y0 = int(rng.integers(1, w - 20)), int(rng.integers(1, h - 20))
+                x1, y1 = int(rng.integers(x0 + 10, w + 1)), int(rng.integers(y0 + 10, h + 1))
+                img[y0 - 1:y1, x0 - 1:x1] = ((c * 60) % 256, (255 - c * 50) % 256, (c * 110) % 256)
+                objects.append((VOC_NAMES[c], (x0, y0, x1, y1), int(image_set == "test" and k == 2)))
+            Image.fromarray(img).save(base / "JPEGImages" / f"{name}.jpg", quality=95)
+            (base / "Annotations" / f"{name}.xml").write_text(voc_xml(f"{name}.jpg", (w, h), objects))
+            ids.append(name)
+        (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return Path(root)

@@ -18,6 +18,24 @@ import pytest
 from conftest import TINY, cli, run_cli
 
 DATA = ["dataset=cifar10", "dataset.root={cifar}", *TINY]
+VOC = ["task=detect", "dataset=voc", "model.width=0.0625", "trainer.max_epochs=1", "dataset.num_workers=0"]
+
+
+def broken_voc_trees(tmp: Path) -> None:
+    """Fake VOC trees with one fault each: no Annotations folder, a truncated XML file, an unknown class."""
+    from fakedata import make_voc, voc_xml
+
+    sets = (("2007", "trainval", 3), ("2012", "trainval", 2), ("2007", "test", 2))
+    for name in ("voc_noann", "voc_badxml", "voc_badclass"):
+        make_voc(tmp / name, sets)
+    ann = tmp / "voc_noann/VOCdevkit/VOC2007/Annotations"
+    for f in ann.iterdir():
+        f.unlink()
+    ann.rmdir()
+    bad = tmp / "voc_badxml/VOCdevkit/VOC2007/Annotations/2007_trainval_0001.xml"
+    bad.write_text(bad.read_text()[:60])
+    (tmp / "voc_badclass/VOCdevkit/VOC2007/Annotations/2007_trainval_0002.xml").write_text(
+        voc_xml("2007_trainval_0002.jpg", (80, 60), [("unicorn", (1, 1, 20, 20), 0)]))
 
 # (id, module, arguments, what the one line must contain)
 CASES = [
@@ -72,6 +90,12 @@ CASES = [
      ["--wandb-mode='online' is invalid: no W&B credentials", "wandb login"]),
     ("plot-negative-tolerance", "spatialprobe.plot", ["{tmp}/thin.csv", "--tolerance", "-1"],
      ["--tolerance=-1.0 is invalid", ">= 0"]),
+    ("voc-missing-annotations", "spatialprobe.train", [*VOC, "dataset.root={tmp}/voc_noann"],
+     ["voc_noann/VOCdevkit/VOC2007/Annotations: no such directory", "as the official tar files unpack"]),
+    ("voc-broken-xml", "spatialprobe.train", [*VOC, "dataset.root={tmp}/voc_badxml"],
+     ["VOC2007/Annotations/2007_trainval_0001.xml: malformed XML"]),
+    ("voc-unknown-class", "spatialprobe.train", [*VOC, "dataset.root={tmp}/voc_badclass"],
+     ["2007_trainval_0002.xml: object 0 has class 'unicorn', not one of VOC's 20 classes", "aeroplane"]),
 ]
 
 
@@ -93,6 +117,8 @@ def test_bad_input_is_one_clear_line(module, args, needles, process, fake_cifar1
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     (tmp_path / "thin.csv").write_text("model,dataset,k\nvgg16_bn,cifar100,0\n")
+    if any("{tmp}/voc_" in a for a in args):
+        broken_voc_trees(tmp_path)
     args = [a.format(tmp=tmp_path, cifar=fake_cifar10) for a in args]
     if module == "spatialprobe.train" and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={tmp_path / 'run'}")

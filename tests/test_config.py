@@ -11,7 +11,17 @@ from spatialprobe.config import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
 from spatialprobe.train import validate
 
-GROUPS = ["dataset", "model", "method", "recipe", "trainer", "logger"]
+GROUPS = ["dataset", "model", "method", "recipe", "task", "trainer", "logger"]
+
+
+def companions(group: str, option: str) -> list[str]:
+    """What an option needs beside it: segmentation's data set, model and task come as one experiment;
+    detection data sets go with task=detect and the other way round."""
+    if (group, option) in COMPANIONS:
+        return COMPANIONS[group, option]
+    if group == "dataset" and "kind: detect" in (CONF_DIR / "dataset" / f"{option}.yaml").read_text():
+        return ["task=detect"]
+    return ["dataset=cifar10_detect"] if (group, option) == ("task", "detect") else []
 
 
 def own_values(path) -> dict:
@@ -30,12 +40,13 @@ def own_values(path) -> dict:
 
 # options that only work together with others (segmentation: its data set, model and task come as one)
 COMPANIONS = {("dataset", "cityscapes"): ["experiment=deeplabv3_resnet50_cityscapes"],
-              ("model", "deeplabv3_resnet50"): ["experiment=deeplabv3_resnet50_cityscapes"]}
+              ("model", "deeplabv3_resnet50"): ["experiment=deeplabv3_resnet50_cityscapes"],
+              ("task", "segment"): ["experiment=deeplabv3_resnet50_cityscapes"]}
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_choices(g)])
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_train(*COMPANIONS.get((group, option), []), f"{group}={option}")
+    cfg = compose_train(*companions(group, option), f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
     # the composed group is the chosen file: every value it sets itself arrives unchanged

@@ -33,7 +33,7 @@ FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "met
          "train_method", "test_method", "params", "flops", "units", "receptive_field", "test_top1", "test_top1_std",
          "test_top1_best", "val_top1", "val_top1_best", "test_top5_final", "epochs", "wall_time_s", "run_dir"]
 # Record fields that are bulky or only useful inside one run; left out of the table.
-SKIP = {"config", "feature_maps", "checkpoints", "top1", "loss", "modified_unit_names"}
+SKIP = {"config", "feature_maps", "checkpoints", "top1", "loss", "modified_unit_names", "examples"}
 STOCHASTIC_METHODS = {"spatial_shuffle", "patch_shuffle", "channel_shuffle"}
 
 

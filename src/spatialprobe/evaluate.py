@@ -37,7 +37,11 @@ def load_checkpoint(path: Path) -> tuple[dict, DictConfig]:
         raise UserError(f"ckpt={str(path)!r}: unreadable checkpoint ({type(err).__name__}: {err})") from None
     if "spatialprobe_config" not in ckpt or "state_dict" not in ckpt:
         raise UserError(f"ckpt={str(path)!r}: not a spatialprobe checkpoint (no training config inside)")
-    return ckpt, OmegaConf.create(ckpt["spatialprobe_config"])
+    tcfg = OmegaConf.create(ckpt["spatialprobe_config"])
+    if OmegaConf.select(tcfg, "task.name") == "detect":
+        raise UserError(f"ckpt={str(path)!r}: a detector (task=detect); evaluate measures classification accuracy. "
+                        "The detector's test mAP and errors are in its run's result.json")
+    return ckpt, tcfg
 
 
 def restore_model(ckpt: dict, tcfg: DictConfig):

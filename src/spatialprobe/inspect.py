@@ -24,6 +24,7 @@ def describe(cfg: DictConfig) -> dict:
 
     from . import models, surgery
     from .measure import count_flops, count_params, feature_maps, receptive_field
+    from .tasks import build_network
 
     models.validate(cfg)
     surgery.validate(cfg)
@@ -31,6 +32,7 @@ def describe(cfg: DictConfig) -> dict:
     size = int(cfg.dataset.image_size)
     model = models.build_model(cfg.model, int(cfg.dataset.num_classes), size)
     report = surgery.apply(model, cfg.method, int(cfg.k), size)
+    model = build_network(cfg, model)  # task=detect: the detector on the modified network
     return {
         "model": cfg.model.name, "arch": cfg.model.arch, "dataset": cfg.dataset.name, "image_size": size,
         "num_classes": int(cfg.dataset.num_classes), "method": cfg.method.name, "k": int(cfg.k),

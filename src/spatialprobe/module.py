@@ -61,6 +61,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
         power, total = float(recipe.get("poly_power", 0.9)), max(1, total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total) / total) ** power)
         return {"scheduler": sched, "interval": "step"}
+    if kind == "exponential":  # lr * gamma ** (epoch / epochs): the whole run decays the lr by the factor gamma
+        sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(recipe["gamma"]) ** (1.0 / max(1, epochs)))
+        return {"scheduler": sched, "interval": "epoch"}
     if kind == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}

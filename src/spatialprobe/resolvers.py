@@ -2,7 +2,9 @@
 
 ``${sp.grid_classes:${.grid},${.target},${.source_classes}}``: the number of targets of the grid
 task (n*n cells for ``location``, the source's classes for ``class``);
-``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side). Invalid inputs resolve to
+``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side);
+``${sp.count_or:${.classes},${.source_classes}}``: the length of a list, or the default when it is null
+(cifar10_detect's classes: the chosen source classes, or all of them). Invalid inputs resolve to
 None; the config checks (``spatialprobe.data.validate``) then name the key the user set.
 """
 
@@ -30,6 +32,13 @@ def mul(a, b):
     return None if a is None or b is None else a * b
 
 
+def count_or(items, default):
+    if items is None:
+        return _int(default)
+    return len(items) if OmegaConf.is_list(items) or isinstance(items, list | tuple) else None
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("sp.grid_classes", grid_classes, replace=True)
     OmegaConf.register_new_resolver("sp.mul", mul, replace=True)
+    OmegaConf.register_new_resolver("sp.count_or", count_or, replace=True)

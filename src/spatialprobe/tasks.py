@@ -11,6 +11,10 @@
   cross-entropy ignoring unlabelled pixels, + ``segment.aux_weight`` x the auxiliary head's loss,
   whose parameters learn at ``segment.aux_lr_factor`` x the learning rate; logs ``{stage}_miou``
   (monitored for the best checkpoint) and ``{stage}_top1`` (pixel accuracy).
+* ``task=detect``: :class:`~spatialprobe.detection.DetectionModule`, S0's YOLO-like detector on
+  the (modified) network as backbone, on a ``dataset.kind=detect`` data set (VOC, cifar10_detect);
+  its record holds ``map50``, ``map50_all_point``, ``ap50``, ``errors`` (S0 Fig. 9) and the boxes of
+  the first test images (``examples``, S0 Fig. 8).
 * ``eval.consistency=[S, ...]``: shift consistency Cons.S (P section 4.1, after Zhang 2019), logged
   as ``test_cons{S}`` for any classification run (:class:`ShiftConsistency`): for every test image
   and each of ``eval.consistency_passes`` passes, each of two views is the image shifted by its own
@@ -23,8 +27,9 @@
   padding of the training crop). Counts are summed over batches (and over DDP ranks) by
   :class:`ConsistencyMetric`, so the value is exact.
 
-``train.py`` asks this module for the LightningModule, the extra callbacks and the record fields,
-so a new task is one class here and one yaml in ``conf/task/``.
+``train.py`` asks this module for the network (:func:`build_network`), the LightningModule, the
+metric that picks the best checkpoint, the extra callbacks and the record fields, so a new task is
+one class here (or in a module of its own) and one yaml in ``conf/task/``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from .errors import ConfigError
 from .module import Classifier
 from .streams import generator
 
-TASKS = ("classify", "augshift", "segment")
+TASKS = ("classify", "augshift", "segment", "detect")
+DETECT_METHODS = ("none", "spatial_shuffle", "patch_shuffle", "channel_shuffle", "conv1x1")
 
 
 def task_name(cfg: DictConfig) -> str:
@@ -70,7 +76,15 @@ def validate(cfg: DictConfig) -> None:
     if task_name(cfg) == "segment" and not all(segmentation) or task_name(cfg) != "segment" and any(segmentation):
         raise ConfigError("task.name", task_name(cfg), "task=segment goes with a segmentation data set "
                           "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
-                          ["segment with dataset=cityscapes", "classify / augshift otherwise"])
+                          ["segment with dataset=cityscapes", "classify / augshift / detect otherwise"])
+    detect_data = get(cfg, "dataset.kind") == "detect"
+    if detect_data and task_name(cfg) != "detect":
+        raise ConfigError("task", task_name(cfg), f"{get(cfg, 'dataset.name')} is a detection data set", ["detect"])
+    if task_name(cfg) == "detect":
+        if not detect_data:
+            raise ConfigError("dataset", get(cfg, "dataset.name"), "task=detect needs a detection data set",
+                              ["voc", "cifar10_detect"])
+        validate_detect(cfg)
     shifts = consistency_shifts(cfg)
     for s in shifts:
         if isinstance(s, bool) or not isinstance(s, int) or s < 1:
@@ -112,6 +126,24 @@ def extend(x: torch.Tensor, before: int, after: int, fill: torch.Tensor) -> torc
     canvas = fill.to(device=x.device, dtype=x.dtype).expand(n, c, h + before + after, w + before + after).clone()
     canvas[..., before:before + h, before:before + w] = x
     return canvas
+
+
+def validate_detect(cfg: DictConfig) -> None:
+    """task=detect: the head's keys, and what a detector cannot be combined with."""
+    require_choice(cfg, "method.name", DETECT_METHODS)  # gap_fc pools the map the boxes are read from
+    if get(cfg, "model.head") not in (None, "linear"):
+        raise ConfigError("model.head", get(cfg, "model.head"), "a detector replaces the classifier head", ["linear"])
+    if consistency_shifts(cfg):
+        raise ConfigError("eval.consistency", get(cfg, "eval.consistency"), "shift consistency compares class "
+                          "predictions; task=detect has none", ["null"])
+    require_positive_int(cfg, "detect.boxes")
+    require_choice(cfg, "detect.head_stride", [1, 2])
+    for key in ("lambda_coord", "lambda_noobj"):
+        require_number(cfg, f"detect.{key}", minimum=0)
+    require_number(cfg, "detect.score_threshold", minimum=0, maximum=1)
+    require_number(cfg, "detect.nms_iou", minimum=0, maximum=1, exclusive_minimum=True)
+    require_positive_int(cfg, "detect.max_detections")
+    require_number(cfg, "detect.show_threshold", minimum=0, maximum=1)
 
 
 # --------------------------------------------------------------------------- AugShift
@@ -287,9 +319,25 @@ class ShiftConsistency(pl.Callback):
 
 
 # --------------------------------------------------------------------------- what train.py uses
-def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoch=None) -> Classifier:
+def build_network(cfg: DictConfig, model: nn.Module) -> nn.Module:
+    """The network the task trains, from the (modified) registry network: itself, or a detector on it."""
+    if task_name(cfg) != "detect":
+        return model
+    from .detection import Detector
+
+    return Detector(model, int(cfg.dataset.num_classes), int(cfg.dataset.image_size), int(cfg.detect.boxes),
+                    int(cfg.detect.head_stride))
+
+
+def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoch=None,
+                 class_names: list[str] | None = None) -> Classifier:
     recipe = OmegaConf.to_container(cfg.recipe, resolve=True)
     num_classes = int(cfg.dataset.num_classes)
+    if task_name(cfg) == "detect":
+        from .detection import DetectionModule
+
+        return DetectionModule(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
+                               detect=OmegaConf.to_container(cfg.detect, resolve=True), class_names=class_names)
     if task_name(cfg) == "augshift":
         return AugShift(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
                         lam=float(cfg.augshift["lambda"]), shift=int(cfg.augshift.shift),
@@ -315,21 +363,42 @@ def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
 
 
 def monitor(cfg: DictConfig) -> str:
-    """The validation metric that picks the best checkpoint."""
-    return "val_miou" if task_name(cfg) == "segment" else "val_top1"
+    """The validation metric (higher is better) that picks the best checkpoint."""
+    return {"segment": "val_miou", "detect": "val_map50"}.get(task_name(cfg), "val_top1")
 
 
-def record_fields(cfg: DictConfig, final: dict, best: dict) -> dict:
+def _round(value) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def detect_fields(module) -> dict:
+    """task=detect: mAP and error shares of the final network (``map50`` ...) and of the best-validation
+    checkpoint (``map50_best`` ...), AP per class, the boxes of the first test images."""
+    results = module.test_results
+    final, best = results[0], results[-1]
+    return {
+        "map50": _round(final["map50"]), "map50_all_point": _round(final["map50_all_point"]),
+        "map50_best": _round(best["map50"]), "map50_all_point_best": _round(best["map50_all_point"]),
+        "ap50": {k: _round(v) for k, v in final["ap50"].items()},
+        "errors": {k: _round(v) for k, v in final["errors"].items()},
+        "errors_best": {k: _round(v) for k, v in best["errors"].items()},
+        "errors_analysed": int(final["errors_analysed"]),
+        "test_images": int(final["images"]),
+        "examples": final["examples"],
+    }
+
+
+def record_fields(cfg: DictConfig, final: dict, best: dict, module=None) -> dict:
     """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` / ``test_miou`` final
-    and best)."""
+    and best, detection's mAP and errors)."""
     fields: dict = {"task": task_name(cfg)}
+    if task_name(cfg) == "detect":
+        fields.update(detect_fields(module))
     if task_name(cfg) == "segment":
         for suffix, metrics in (("", final), ("_best", best)):
-            value = metrics.get("test_miou")
-            fields["test_miou" + suffix] = None if value is None else round(float(value), 4)
+            fields["test_miou" + suffix] = _round(metrics.get("test_miou"))
     for shift in consistency_shifts(cfg):
         key = f"test_cons{int(shift)}"
         for suffix, metrics in (("", final), ("_best", best)):
-            value = metrics.get(key)
-            fields[key + suffix] = None if value is None else round(float(value), 4)
+            fields[key + suffix] = _round(metrics.get(key))
     return fields

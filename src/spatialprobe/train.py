@@ -43,7 +43,7 @@ def validate(cfg: DictConfig) -> None:
     surgery.validate(cfg)
     tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
     require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
-    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant", "poly"])
+    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "exponential", "poly", "constant"])
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
     require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
@@ -132,7 +132,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .models import build_model
     from .speed import apply as apply_speed_options
     from .streams import seed_global
-    from .tasks import build_module, monitor, record_fields
+    from .tasks import build_module, build_network, monitor, record_fields
     from .tasks import callbacks as task_callbacks
 
     t0 = time.time()
@@ -141,6 +141,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     size = int(cfg.dataset.image_size)
     model = build_model(cfg.model, int(cfg.dataset.num_classes), size)
     report = surgery.apply(model, cfg.method, int(cfg.k), size)  # after the build: same init for every K
+    model = build_network(cfg, model)  # task=detect: the modified network becomes a detector's backbone
     record.update(
         params=count_params(model), flops=count_flops(model, size), units=len(model.unit_names()),
         modified_units=report.modified_units, stripped_units=report.stripped_units,
@@ -148,10 +149,11 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
-    module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches)  # Classifier, or AugShift
+    module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches,  # Classifier, AugShift, ...
+                          class_names=getattr(dm, "classes", None))
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
-    watched = monitor(cfg)  # val_top1, or val_miou for segmentation
+    watched = monitor(cfg)  # val_top1; val_miou for segmentation, val_map50 for detection
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=watched, mode="max",
                                  save_top_k=1, enable_version_counter=False)
     # last.ckpt at every epoch end (Lightning's save_last=True writes it only when best.ckpt improves)
@@ -199,7 +201,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     if watched != "val_top1":  # the best checkpoint was chosen by another metric (segmentation: val_miou)
         fields.update({f"{watched}_final": _metric(fit_metrics, watched), "val_top1_best": None,
                        f"{watched}_best": round(best_score, 4) if best_score is not None else _metric(fit_metrics, watched)})
-    fields.update(record_fields(cfg, final, best))  # task, test_cons{S}
+    fields.update(record_fields(cfg, final, best, module=module))  # task, test_cons{S}
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports
@@ -208,7 +210,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                                                    "flops": record.data["flops"], "k": int(cfg.k),
                                                    "method": cfg.method.name}))  # + wandb_* fields
     record.complete(**fields)
-    print(f"{cfg.name}: test_top1={fields['test_top1']} (best-val checkpoint: {fields['test_top1_best']}), "
+    key = "map50" if "map50" in fields else "test_top1"
+    print(f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
           f"params={record.data['params']:,}, record: {record.path}", flush=True)
     return record.data
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from . import grid, imagefolder, smallimagenet
+from . import detection, grid, imagefolder, smallimagenet
 from .datamodule import LOADERS, PLACEMENTS, ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
 
@@ -86,6 +86,7 @@ KINDS = {
     "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
     "grid": (validate_grid, build_grid_datamodule),  # part B: images pasted into an n x n grid
     "cityscapes": (validate_cityscapes, build_cityscapes_datamodule),  # part B: semantic segmentation (task=segment)
+    "detect": (detection.validate, detection.build_datamodule),  # boxes: Pascal VOC, cifar10_detect
 }
 
 

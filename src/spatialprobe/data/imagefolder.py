@@ -98,15 +98,59 @@ def _subset(data: Dataset, n: int | None, start: int = 0) -> Dataset:
     return Subset(data, order[start : start + n].tolist())
 
 
-class ImageFolderDataModule(pl.LightningDataModule):
+class FileSetsDataModule(pl.LightningDataModule):
+    """Loaders over ``self.sets`` (``train`` / ``val`` / ``test`` datasets of uint8 images, decoded by
+    ``ds.num_workers`` processes); the first element of every batch is normalised on the device.
+    Subclasses fill ``self.sets``; ``collate_fn`` batches their samples (None: torch's default)."""
+
+    collate_fn = None
+
+    def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
+        super().__init__()
+        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        self.sets: dict[str, Dataset] = {}
+        self.mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.sets.items()}
+
+    def train_batches(self, world_size: int = 1) -> int:
+        """Optimizer steps per epoch and rank (DDP pads every rank's share to ceil(n / world_size))."""
+        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
+
+    def _loader(self, split: str) -> DataLoader:
+        trainer = self.trainer
+        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
+                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)),
+                           collate_fn=type(self).collate_fn, **shards(trainer))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
+        x, *rest = batch
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.float().sub_(self.mean.to(x.device)).mul_(self.inv_std.to(x.device)).contiguous(memory_format=fmt)
+        return (x, *rest)
+
+
+class ImageFolderDataModule(FileSetsDataModule):
     """Train / val / test loaders over ``<root>/train`` and ``<root>/val`` (val doubles as test).
 
     ``val_size > 0`` holds out that many (fixed, pseudo-random) training images for validation.
     """
 
     def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False, context: int = 0):
-        super().__init__()
-        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        super().__init__(ds, batch_size, seed, channels_last)
         self.context = int(context)
         root = Path(str(ds.root)).expanduser()
         if not root.is_dir():
@@ -135,39 +179,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         test = copy.copy(evaluation)  # its own transform: the test crop may carry context for Cons.S
         test.transform = transforms(False, ds, self.context)
         self.sets["test"] = _subset(test, eval_n)
-        mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
-        self.mean, self.inv_std = mean, 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items()}
-
-    def train_batches(self, world_size: int = 1) -> int:
-        """Optimizer steps per epoch and rank (DDP pads every rank's share to ceil(n / world_size))."""
-        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
-
-    def _loader(self, split: str) -> DataLoader:
-        trainer = self.trainer
-        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
-                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)),
-                           **shards(trainer))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
-        x, y = batch
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        mean, inv_std = self.mean.to(x.device), self.inv_std.to(x.device)
-        x = (x.float().sub_(mean).mul_(inv_std)).contiguous(memory_format=fmt)
+        """Normalised on the device; a test batch cut with context for Cons.S is ``(centre, y, whole)``."""
+        x, y = super().on_after_batch_transfer(batch, dataloader_idx)
         c = self.context
         if c and self.trainer is not None and self.trainer.testing:
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
             return x[..., c:x.shape[-2] - c, c:x.shape[-1] - c].contiguous(memory_format=fmt), y, x
         return x, y

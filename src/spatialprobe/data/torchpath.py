@@ -58,7 +58,8 @@ class EpochSampler(Sampler[int]):
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch_fn: Callable[[], int],
-                num_workers: int, pin_memory: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
+                num_workers: int, pin_memory: bool, rank: int = 0, world_size: int = 1,
+                collate_fn=None) -> DataLoader:
     """A DataLoader with worker processes, pinned memory (when a GPU is used) and seeded epoch order.
 
     Evaluation under DDP: every image exactly once over the ranks (Lightning's own sampler would
@@ -81,4 +82,5 @@ def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, ep
         pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),  # worker seeds: the same for the same run seed
+        collate_fn=collate_fn,  # None: torch's default
     )

@@ -10,6 +10,7 @@ from . import position
 from .base import Family, SpatialNet, init_like_torchvision
 from .deeplab import DeepLabFamily
 from .mobilenet import MobileNetV2Family
+from .pretrained import load_pretrained
 from .resnet import STEMS, ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
@@ -37,13 +38,24 @@ def validate(cfg: DictConfig) -> None:
     size = cfg.get("dataset", {}).get("image_size")
     maxpool = ARCHS[cfg.model.arch].has_strided_maxpool(cfg.model.arch, cfg.model, int(size)) if size else None
     position.validate(cfg, maxpool)  # head (gapnet / permutenet), padding, blurpool
+    pretrained = cfg.model.get("pretrained")
+    if pretrained is not None and not isinstance(pretrained, str):
+        raise ConfigError("model.pretrained", pretrained, "must be imagenet or the path of a state dict",
+                          ["null", "imagenet", "/path/to/weights.pth"])
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:
-    """Build the unmodified network named by ``model_cfg.arch`` (call under the run's seed)."""
+    """Build the unmodified network named by ``model_cfg.arch`` (call under the run's seed).
+
+    ``model.pretrained`` (optional): ``imagenet`` or the path of a state dict; its weights replace the
+    initial ones (classifier layers of another shape keep theirs), before any option or method changes
+    the network.
+    """
     family = ARCHS[model_cfg.arch]
-    body = position.apply_options(family.build(model_cfg.arch, model_cfg, num_classes, image_size), model_cfg,
-                                  num_classes)
+    body = family.build(model_cfg.arch, model_cfg, num_classes, image_size)
+    if model_cfg.get("pretrained"):
+        load_pretrained(body, model_cfg.arch, str(model_cfg.pretrained))
+    body = position.apply_options(body, model_cfg, num_classes)
     return SpatialNet(body, family, model_cfg.arch)
 
 

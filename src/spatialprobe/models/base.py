@@ -93,6 +93,12 @@ class Family:
     def forward_features(self, body: nn.Module, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def drop_classifier(self, body: nn.Module) -> None:
+        """Remove what only ``forward_head`` uses (a backbone for detection): torchvision's ``fc`` / ``classifier``."""
+        for name in ("fc", "classifier"):
+            if isinstance(getattr(body, name, None), nn.Module):
+                setattr(body, name, nn.Identity())
+
     def pool(self, body: nn.Module, f: torch.Tensor) -> torch.Tensor:
         """Global average pooling to a (N, C) latent; families may override."""
         return torch.flatten(nn.functional.adaptive_avg_pool2d(f, 1), 1) if f.dim() == 4 else f
