@@ -9,8 +9,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger
 
-WANDB_MODES = ("offline", "online", "disabled")
-
 
 def wandb_tags(cfg: DictConfig) -> list[str]:
     base = [f"model:{cfg.model.name}", f"dataset:{cfg.dataset.name}", f"method:{cfg.method.name}", f"k:{cfg.k}"]

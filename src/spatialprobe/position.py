@@ -32,8 +32,6 @@ from torch import nn
 
 from .errors import ConfigError
 
-RANKINGS = ("overall", "left", "right")
-VARIANTS = ("image_flip", "kernel_flip")
 REGIONS = ("left", "centre", "right")
 
 

@@ -18,50 +18,12 @@ import time
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
-from .config import get, hydra_entry, require_choice, require_number, require_positive_int
+from .config import get, hydra_entry
 from .errors import ConfigError, DataError, reported
-from .position import (
-    RANKINGS,
-    VARIANTS,
-    ClassifierProbe,
-    RegionAccuracy,
-    channel_scores,
-    check_sizes,
-    flip_kernels,
-    rank,
-    require_pooled_latent,
-    switch_off_study,
-)
-
-SOURCES = ("classifier", "segmentation")
-
-
-def validate(cfg: DictConfig) -> list[int]:
-    """Checks that need neither data nor a model; returns the list of N (``top_n``)."""
-    require_choice(cfg, "source", SOURCES)
-    require_choice(cfg, "ranking", RANKINGS)
-    require_choice(cfg, "variant", VARIANTS)
-    sizes = list(cfg.top_n) if OmegaConf.is_list(cfg.top_n) else [cfg.top_n]
-    for n in sizes:  # the upper bound (the latent size) is checked once the model is built
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError("top_n", n, "must be an integer >= 1 (a number of latent channels)")
-    require_number(cfg, "random_draws", integer=True, minimum=1)
-    require_positive_int(cfg, "probe_images")
-    require_positive_int(cfg, "eval_images", optional=True)
-    require_positive_int(cfg, "batch_size")
-    require_number(cfg, "seed", integer=True, minimum=0)
-    if cfg.source == "classifier" and not cfg.checkpoint:
-        raise ConfigError("checkpoint", cfg.checkpoint, "a checkpoint of spatialprobe.train is required",
-                          ["runs/<run>/checkpoints/last.ckpt"])
-    if not cfg.checkpoint and not cfg.output:
-        raise ConfigError("output", cfg.output, "needed when no checkpoint is given (the record goes next to it)")
-    if cfg.source == "segmentation":
-        require_positive_int(cfg, "segmentation.num_classes")
-    return [int(n) for n in sizes]
+from .schema import check_rank as validate  # checks that need neither data nor a model; returns top_n's N
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -83,7 +45,7 @@ def load_classifier(path: Path):
     return model.eval(), tcfg
 
 
-def _half_masked(x: torch.Tensor, ranking: str) -> torch.Tensor:
+def _half_masked(x, ranking: str):
     """Images whose content is only in the left (right) half: the other half set to 0 (the mean colour)."""
     if ranking == "overall":
         return x
@@ -98,6 +60,8 @@ def _half_masked(x: torch.Tensor, ranking: str) -> torch.Tensor:
 
 def classifier_data(tcfg: DictConfig, cfg: DictConfig):
     """(probe batches, evaluation batches) for a classifier's data set; grids report per region."""
+    import torch
+
     from .data import build_datamodule
     from .data.grid import GridDataModule, paste, region_of
     from .data.loader import TensorBatches
@@ -141,7 +105,18 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
 
 # --------------------------------------------------------------------------- the job
 def run(cfg: DictConfig) -> dict:
-    sizes = validate(cfg)
+    sizes = validate(cfg)  # before torch is imported: a bad option is answered at once
+    from .position import (
+        ClassifierProbe,
+        RegionAccuracy,
+        channel_scores,
+        check_sizes,
+        flip_kernels,
+        rank,
+        require_pooled_latent,
+        switch_off_study,
+    )
+
     t0 = time.time()
     checkpoint = Path(str(cfg.checkpoint)).expanduser() if cfg.checkpoint else None
     if cfg.source == "classifier":
@@ -212,7 +187,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main)
+    hydra_entry(_hydra_main, config_name="rank", validate=validate)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@
 
 * before any job is launched it expands the sweep exactly as Hydra's basic sweeper will
   (``hydra.sweeper.params`` of the experiment, then the command line), composes every job's config
-  and validates it (k in range for its model, every key), checks that no two jobs share a run
-  directory and that a SLURM launcher has ``sbatch`` to submit with. Any problem stops the sweep
+  (:func:`expand_jobs`; a typo in a key is one line naming the closest keys) and validates it
+  (:mod:`spatialprobe.schema`: k in range for its model, every key), checks that no two jobs share a
+  run directory and that a SLURM launcher has ``sbatch`` to submit with. Any problem stops the sweep
   with one line and exit status 2, before a directory is created or a job submitted;
 * with ``dry_run=true`` it lists the jobs (run dir, complete or to do) and stops;
 * after the sweep it reads every job's record and prints a summary; a sweep with failed runs
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .config import get
 from .errors import UserError, reported
 from .records import RECORD_NAME, read_json
 
@@ -30,7 +33,7 @@ from .records import RECORD_NAME, read_json
 class Job:
     overrides: list[str]
     run_dir: Path
-    config: DictConfig
+    config: DictConfig | dict  # compose_jobs: the composed DictConfig (with hydra); expand_jobs: the resolved app keys
 
 
 def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[list[str]]:
@@ -49,39 +52,246 @@ def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
-def compose_jobs(config: DictConfig, job_overrides: list[list[str]] | None = None) -> list[Job]:
-    """Compose the config of every job (default: of the multirun whose master config is ``config``).
+# ${key}, ${.sibling}, ${..key}: the references of an interpolation (also inside a resolver's arguments)
+_REFERENCE = re.compile(r"\$\{\s*(\.*[A-Za-z_][\w-]*(?:\.[\w-]+)*)\s*\}")
+# resolvers that name keys in plain arguments, which the pattern above cannot see
+_OPAQUE = ("oc.select", "oc.dict")
+_ABSENT = object()
 
-    Equivalent to Hydra's per-job composition (``load_sweep_config``), but the defaults list is
-    composed once per combination of config-group choices and the plain ``key=value`` overrides are
-    applied to a copy, as Hydra itself applies them: a 150-job K-sweep is checked in seconds.
-    """
+
+def _walk(node: Any, path: tuple[str, ...] = ()):
+    """(path, value) of every leaf of a plain config; a list is one leaf."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, (*path, str(key)))
+    else:
+        yield path, node
+
+
+def _references(path: tuple[str, ...], text: str) -> list[str] | None:
+    """The dotted keys an interpolation at ``path`` reads, in order (None: it reads keys it does not name)."""
+    if any(name in text for name in _OPAQUE):
+        return None
+    refs = []
+    for m in _REFERENCE.finditer(text):
+        ref = m.group(1)
+        dots = len(ref) - len(ref.lstrip("."))
+        if dots:  # relative: one dot is the node's own parent
+            ref = ".".join([*path[:-dots], ref[dots:]] if ref[dots:] else path[:-dots])
+        refs.append(ref)
+    return refs
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _put(config: dict, key: str, value: Any) -> dict:
+    """``config`` with ``key`` set to ``value``, copying only the dicts on the way (the rest is shared)."""
+    head, _, rest = key.partition(".")
+    new = dict(config)
+    new[head] = _put(config[head], rest, value) if rest else value
+    return new
+
+
+class _Interpolation:
+    """One interpolated value of the composition: the keys it reads, and whether it can be evaluated here
+    (a string of plain key references such as ``${model.name}-k${k}``) or needs OmegaConf (a resolver)."""
+
+    def __init__(self, path: tuple[str, ...], value: Any):
+        texts = value if isinstance(value, list) else [value]
+        refs = [_references(path, str(t)) for t in texts if "${" in str(t)]
+        self.reads = None if any(r is None for r in refs) else {r for rs in refs for r in rs}
+        text = str(value)
+        simple = isinstance(value, str) and "\\" not in text and self.reads is not None and \
+            text.count("${") == len(refs[0])
+        self.parts = (_REFERENCE.split(text), refs[0]) if simple else None
+
+    def evaluate(self, resolved: dict) -> Any:
+        """The value from the other keys' resolved values, as OmegaConf computes it; _ABSENT if it cannot."""
+        if self.parts is None:
+            return _ABSENT
+        pieces, refs = self.parts
+        values = [get(resolved, r, _ABSENT) for r in refs]
+        if any(v is _ABSENT or isinstance(v, dict | list) for v in values):
+            return _ABSENT
+        literals = pieces[::2]
+        if len(values) == 1 and literals == ["", ""]:
+            return values[0]  # a lone reference keeps the value's type
+        return "".join(lit + (str(v) if i < len(values) else "") for i, (lit, v) in
+                       enumerate(zip(literals, [*values, ""], strict=True)))
+
+
+class _Composition:
+    """The composed config of one combination of config-group choices (Hydra's own composition), and what
+    its plain ``key=value`` overrides change: every job of a sweep with these choices derives from it."""
+
+    def __init__(self, config: DictConfig):
+        self.config = config
+        self.raw = OmegaConf.to_container(config, resolve=False)
+        self.app_keys = [k for k in config if k != "hydra"]
+        self.resolved = {k: _plain(config[k]) for k in self.app_keys}
+        dirname = config.hydra.job.config.override_dirname
+        self.dirname = (list(dirname.exclude_keys), dirname.kv_sep, dirname.item_sep)
+        self.sweep_dir = str(config.hydra.sweep.dir)
+        self.subdir_is_dirname = self.raw["hydra"]["sweep"]["subdir"] == "${hydra.job.override_dirname}"
+        # every interpolation of the app keys, and of the sweep directory (it may name app keys)
+        leaves = list(_walk({k: self.raw[k] for k in self.app_keys}))
+        leaves.append((("hydra", "sweep", "dir"), self.raw["hydra"]["sweep"]["dir"]))
+        self.interpolations = {".".join(p): _Interpolation(p, v) for p, v in leaves
+                               if "${" in str(v)}
+
+    def quick(self, values: list) -> tuple[dict, str] | None:
+        """(resolved app config, sweep dir) of the job with the plain overrides ``values``, without copying the
+        composition: the overrides' values replace the composition's resolved ones, and the interpolations
+        that read them are evaluated again (here, or by OmegaConf on the composition, which is restored).
+        None when that would not be exactly Hydra's result (then: :meth:`exact`)."""
+        keys = []
+        for o in values:
+            raw = get(self.raw, o.key_or_group, _ABSENT)
+            value = o.value()
+            if (o.is_hydra_override() or o.is_add() or o.is_force_add() or o.is_delete() or raw is _ABSENT
+                    or isinstance(raw, dict | list) or isinstance(value, dict | list)
+                    or (isinstance(value, str) and "${" in value)):
+                return None
+            keys.append(o.key_or_group)
+        changed, stale = set(keys), []
+        while True:  # every interpolation that reads a changed key, directly or through another one
+            more = [p for p, i in self.interpolations.items() if p not in changed
+                    and (i.reads is None or any(_related(r, c) for r in i.reads for c in changed))]
+            if any(self.interpolations[p].reads is None for p in more):
+                return None
+            if not more:
+                break
+            changed.update(more)
+            stale += more
+        resolved = self.resolved
+        for o in values:
+            resolved = _put(resolved, o.key_or_group, o.value())
+        sweep_dir = self.sweep_dir
+        for path in stale:  # in the order they were found: what one reads is evaluated before it
+            value = self.interpolations[path].evaluate(resolved)
+            if value is _ABSENT:
+                return self._by_omegaconf(values, stale)
+            if path == "hydra.sweep.dir":
+                sweep_dir = str(value)
+            else:
+                resolved = _put(resolved, path, value)
+        return resolved, sweep_dir
+
+    def _by_omegaconf(self, values: list, stale: list[str]) -> tuple[dict, str]:
+        """:meth:`quick` where an interpolation needs OmegaConf (a resolver): set in place, select, restore."""
+        saved = [(o.key_or_group, get(self.raw, o.key_or_group)) for o in values]
+        try:
+            for o in values:
+                OmegaConf.update(self.config, o.key_or_group, o.value(), merge=True)  # as Hydra applies them
+            fresh = {k: _plain(OmegaConf.select(self.config, k)) for k in [o.key_or_group for o in values] + stale}
+        finally:
+            for key, raw in reversed(saved):
+                OmegaConf.update(self.config, key, raw, merge=False)
+        sweep_dir = str(fresh.pop("hydra.sweep.dir", self.sweep_dir))
+        resolved = self.resolved
+        for key, value in fresh.items():
+            resolved = _put(resolved, key, value)
+        return resolved, sweep_dir
+
+    def exact(self, values: list) -> DictConfig:
+        """The job's config as Hydra composes it: a copy of the composition with ``values`` applied."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        job_cfg = _copy(self.config)
+        ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
+        return job_cfg
+
+    def check_keys(self, values: list) -> None:
+        """A plain override of a key the composition lacks: one line naming the closest keys."""
+        from .config import unknown_key
+
+        for o in values:
+            if not (o.is_add() or o.is_force_add() or o.is_hydra_override()) \
+                    and get(self.raw, o.key_or_group, _ABSENT) is _ABSENT:
+                raise unknown_key(o.key_or_group, o.value(), {k: self.raw[k] for k in self.app_keys})
+
+
+def _copy(config: DictConfig) -> DictConfig:
     import copy
 
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+    return copy.deepcopy(config)
+
+
+def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool) -> list[Job]:
+    from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create()
-    dirname = config.hydra.job.config.override_dirname
-    bases: dict[tuple[str, ...], DictConfig] = {}
+    parsed_lines: dict[str, Any] = {}  # a sweep repeats most override lines: each is parsed once
+    compositions: dict[tuple[str, ...], _Composition] = {}
+    # the master config is already the composition of its own group choices (every job carries the master's
+    # plain overrides too): jobs with exactly those choices derive from a copy of it instead of a new one
+    master_choices = OmegaConf.to_container(config.hydra.runtime.choices) if OmegaConf.select(
+        config, "hydra.runtime.choices") is not None else {}
     jobs = []
     for overrides in sweep_overrides(config) if job_overrides is None else job_overrides:
-        parsed = parser.parse_overrides(list(overrides))
+        for line in overrides:
+            if line not in parsed_lines:
+                parsed_lines[line] = parser.parse_override(line)
+        parsed = [parsed_lines[line] for line in overrides]
         groups = tuple(o.input_line for o in parsed if loader.repository.group_exists(o.key_or_group))
-        if groups not in bases:
-            bases[groups] = loader.load_sweep_config(config, list(groups))
-        job_cfg = copy.deepcopy(bases[groups])
+        if groups not in compositions:
+            same = all(master_choices.get(o.key_or_group, _ABSENT) == o.value() for o in parsed if o.input_line in groups)
+            compositions[groups] = _Composition(_copy(config) if same and groups else
+                                                loader.load_sweep_config(config, list(groups)))
+        base = compositions[groups]
         values = [o for o in parsed if o.input_line not in groups]
-        ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
         task = [o for o in parsed if not o.is_hydra_override()]
+        try:
+            base.check_keys(values)
+        except UserError as err:
+            raise UserError(f"{err}; in sweep job: {' '.join(overrides)} (nothing was launched)") from None
+        exclude, kv_sep, item_sep = base.dirname
+        fast = base.quick(values) if quick and base.subdir_is_dirname else None
+        if fast is not None:
+            resolved, sweep_dir = fast
+            dirname = get_overrides_dirname(overrides=task, kv_sep=kv_sep, item_sep=item_sep, exclude_keys=exclude)
+            jobs.append(Job(list(overrides), Path(sweep_dir) / dirname, resolved))
+            continue
+        job_cfg = base.exact(values)
+        dirname = job_cfg.hydra.job.config.override_dirname
         job_cfg.hydra.overrides.task = [o.input_line for o in task]
         job_cfg.hydra.job.override_dirname = get_overrides_dirname(
             overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
         run_dir = Path(str(job_cfg.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
-        jobs.append(Job(list(overrides), run_dir, job_cfg))
+        config_out = {k: _plain(job_cfg[k]) for k in job_cfg if k != "hydra"} if quick else job_cfg
+        jobs.append(Job(list(overrides), run_dir, config_out))
     return jobs
+
+
+def compose_jobs(config: DictConfig, job_overrides: list[list[str]] | None = None) -> list[Job]:
+    """Compose the config of every job (default: of the multirun whose master config is ``config``).
+
+    Equivalent to Hydra's per-job composition (``load_sweep_config``), but the defaults list is
+    composed once per combination of config-group choices and the plain ``key=value`` overrides are
+    applied to a copy, as Hydra itself applies them. Each job's ``config`` is a ``DictConfig`` with
+    its hydra node (what ``search_k`` runs).
+    """
+    return _jobs(config, job_overrides, quick=False)
+
+
+def expand_jobs(config: DictConfig, job_overrides: list[list[str]] | None = None) -> list[Job]:
+    """Every job's run directory and resolved config (a plain dict of its app keys), for checking a sweep.
+
+    The same values as :func:`compose_jobs` (tests/test_sweeps.py holds them equal), without a copy of
+    the composed config per job: a job whose overrides are plain ``key=value`` changes of existing keys
+    takes the composition's resolved values and re-resolves only the interpolations that read the keys
+    it changes. A 150-job K-sweep is checked in a fraction of a second.
+    """
+    return _jobs(config, job_overrides, quick=True)
 
 
 def check_launcher(config: DictConfig) -> None:
@@ -92,7 +302,7 @@ def check_launcher(config: DictConfig) -> None:
 
 
 def validate_jobs(jobs: list[Job]) -> None:
-    from .train import validate
+    from .schema import validate_train as validate
 
     seen: dict[Path, Job] = {}
     for job in jobs:
@@ -121,7 +331,7 @@ class SweepCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with reported():
             check_launcher(config)
-            self.jobs = compose_jobs(config)
+            self.jobs = expand_jobs(config)
             validate_jobs(self.jobs)
         if config.get("dry_run"):
             print(f"dry run: {len(self.jobs)} job(s) in {config.hydra.sweep.dir}")

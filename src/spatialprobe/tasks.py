@@ -12,7 +12,7 @@
   keep their size: a relative shift of up to S-1 px per axis), and the percentage of images whose
   predicted classes agree is reported.
 
-``train.py`` asks this module for the LightningModule, the extra callbacks and the record fields,
+The task keys are checked by :func:`spatialprobe.schema.check_task` (``TASKS``). ``train.py`` asks this module for the LightningModule, the extra callbacks and the record fields,
 so a new task is one class here and one yaml in ``conf/task/``.
 """
 
@@ -24,30 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn import functional as F
 
-from .config import get, require_choice, require_number, require_positive_int
+from .config import get
 from .data.loader import random_crop_flip
-from .errors import ConfigError
 from .module import Classifier
-
-TASKS = ("classify", "augshift")
 
 
 def task_name(cfg: DictConfig) -> str:
     return get(cfg, "task.name") or "classify"
-
-
-def validate(cfg: DictConfig) -> None:
-    if get(cfg, "task") is not None:
-        require_choice(cfg, "task.name", TASKS)
-    size = get(cfg, "dataset.image_size")
-    if task_name(cfg) == "augshift":
-        require_number(cfg, "augshift.lambda", minimum=0)
-        require_number(cfg, "augshift.shift", integer=True, minimum=0)
-    shift = require_number(cfg, "eval.consistency", integer=True, minimum=2, optional=True)
-    if shift is not None:
-        require_positive_int(cfg, "eval.consistency_passes")
-        if isinstance(size, int) and shift > size:
-            raise ConfigError("eval.consistency", shift, f"larger than the {size} px images", [f"2..{size}"])
 
 
 # --------------------------------------------------------------------------- AugShift

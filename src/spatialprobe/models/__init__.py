@@ -1,36 +1,24 @@
-"""Model builders: a registry of architecture families over torchvision models."""
+"""Model builders: a registry of architecture families over torchvision models.
+
+The model keys are checked by :func:`spatialprobe.schema.check_model` (no torch needed); the unit
+count of every architecture lives there too (``schema.UNIT_COUNTS``, held against these builds by
+tests/test_schema.py).
+"""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ..config import require_choice, require_number, require_positive_int
+from ..schema import unit_count
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
 from .mobilenet import MobileNetV2Family
-from .resnet import STEMS, ResNetFamily
+from .resnet import ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
 FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
-
-
-def unit_count(arch: str) -> int:
-    """Number of modifiable units of ``arch`` (no model is built)."""
-    return ARCHS[arch].unit_counts[arch]
-
-
-def validate(cfg: DictConfig) -> None:
-    require_choice(cfg, "model.arch", sorted(ARCHS))
-    require_number(cfg, "model.width", minimum=0, exclusive_minimum=True)
-    if "stem" in cfg.model:
-        require_choice(cfg, "model.stem", STEMS)
-    if "fc_width" in cfg.model:
-        require_positive_int(cfg, "model.fc_width")
-    if "dropout" in cfg.model:
-        require_number(cfg, "model.dropout", minimum=0, maximum=1)
-    position.validate(cfg)  # head (gapnet / permutenet), padding, blurpool
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:
@@ -41,4 +29,4 @@ def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> Spa
     return SpatialNet(body, family, model_cfg.arch)
 
 
-__all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "unit_count", "validate"]
+__all__ = ["ARCHS", "FAMILIES", "Family", "SpatialNet", "build_model", "init_like_torchvision", "unit_count"]

@@ -38,7 +38,6 @@ class ShuffledSkipResidual(nn.Module):
 
 class MobileNetV2Family(Family):
     archs = ("mobilenet_v2",)
-    unit_counts = {"mobilenet_v2": 17}
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         body = mobilenet_v2(num_classes=num_classes, width_mult=float(cfg.width))

@@ -12,6 +12,8 @@
   its stride, as in Zhang's models). ``blur_kernel`` is the binomial filter size (default 4).
   The blur pads with zeros whatever ``model.padding`` says.
 
+Their choices and checks: :func:`spatialprobe.schema.check_model` (``HEADS``, ``PADDING_MODES``, ...).
+
 The changes live inside the torchvision body (its ``avgpool`` / ``fc`` / ``classifier``), so the
 body's own forward and the family's seam keep working: ``pool`` returns the latent *before* the
 PermuteNet permutation (channel identities stay fixed, so they can be ranked and switched off) and
@@ -24,21 +26,6 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 from torch import nn
-
-from ..config import get, require_choice
-
-HEADS = ("linear", "gapnet", "permutenet")
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-BLUR_KERNELS = [2, 3, 4, 5, 6, 7]
-HEAD_KERNELS = [1, 3, 5, 7]
-
-
-def validate(cfg: DictConfig) -> None:
-    """The keys are optional (a model config without them is a plain ``linear`` / ``zeros`` network)."""
-    for key, choices in (("model.head", HEADS), ("model.head_kernel", HEAD_KERNELS), ("model.padding", PADDING_MODES),
-                         ("model.blurpool", [False, True]), ("model.blur_kernel", BLUR_KERNELS)):
-        if get(cfg, key) is not None:
-            require_choice(cfg, key, choices)
 
 
 class ChannelPermute(nn.Module):
