@@ -38,7 +38,7 @@ def skip_if_missing(experiment: str) -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_every_job_validates(experiment):
-    from spatialprobe.sweep import compose_jobs, validate_jobs
+    from spatialprobe.sweep import expand_jobs, validate_jobs
 
     skip_if_missing(experiment)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -48,7 +48,7 @@ def test_every_experiment_composes_and_every_job_validates(experiment):
         assert cfg.hydra.sweeper.params, "an experiment states what it sweeps"
         OmegaConf.set_struct(cfg, False)
         cfg.hydra.job.config_name = "train"
-        jobs = compose_jobs(cfg)
+        jobs = expand_jobs(cfg)  # as the sweep check sees them (the same as Hydra's, see below)
         validate_jobs(jobs)  # every combination is valid for its model (k in range, unit in range, ...)
     assert len(jobs) >= 2 and len({j.run_dir for j in jobs}) == len(jobs)
     assert all(j.run_dir.parent == Path(str(cfg.hydra.sweep.dir)) for j in jobs)
@@ -73,6 +73,31 @@ def test_fast_job_composition_matches_hydra(tmp_path):
             assert strip(job.config) == strip(ref)
             assert job.run_dir.name == ref.hydra.job.override_dirname
     assert len(jobs) == 3 * 14 and jobs[17].config.method.name == "gap_fc" and jobs[17].config.k == 3
+
+
+@pytest.mark.parametrize("experiment,extra", [
+    ("squeezenet_imagenet_kcurve", []),                                 # 3 methods x K
+    ("grid_cpu", ["recipe.epochs=3,5"]),                                # resolvers read dataset.grid; max_epochs reads epochs
+    ("vgg16_cifar100_kcurve", ["paths.run_root=/a,/b", "k=1,2"]),       # the sweep directory reads run_root
+    ("resnet18_cifar100_augshift", ["model.width=0.25,0.5", "name=x,y"]),  # a group of package _global_ (task)
+    ("vgg16_cifar100_single_unit", ["method.patch_size=2,4", "method=patch_shuffle"]),
+])
+def test_the_sweep_check_sees_every_job_as_hydra_composes_it(experiment, extra):
+    """expand_jobs (the sweep check: no copy of the config per job) gives every job the resolved config and the
+    run directory of compose_jobs (Hydra's composition of each job)."""
+    from spatialprobe.sweep import compose_jobs, expand_jobs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        OmegaConf.set_struct(cfg, False)
+        cfg.hydra.job.config_name = "train"
+        cfg.hydra.overrides.task = [*cfg.hydra.overrides.task, *extra]
+        fast, exact = expand_jobs(cfg), compose_jobs(cfg)
+    assert len(fast) == len(exact) >= 4
+    for f, e in zip(fast, exact, strict=True):
+        assert f.overrides == e.overrides and f.run_dir == e.run_dir
+        assert f.config == {k: OmegaConf.to_container(e.config[k], resolve=True) if OmegaConf.is_config(e.config[k])
+                            else e.config[k] for k in e.config if k != "hydra"}
 
 
 # The two scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) run with the slow tests.

@@ -146,9 +146,9 @@ def unknown_key(key: str, value: object, config: Mapping) -> ConfigError:
         parent = parent.rpartition(".")[0]
     siblings = [k for k in keys if k.rpartition(".")[0] == parent]
     scores = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in keys), reverse=True)
-    close = [k for r, k in scores[:2] if r >= 0.75] or [k for r, k in scores[:1] if r >= 0.6]
+    close = [k for r, k in scores[:3] if r >= max(0.6, scores[0][0] - 0.05)] if scores else []
     reason = f"{parent or 'the config'} has no key {key[len(parent) + 1 if parent else 0:]!r}"
-    reason += f"; did you mean {' or '.join(close)}?" if close else "; to add a new key use +" + key
+    reason += f"; did you mean {' or '.join(close)}?" if close else f"; a new key needs +{key}=..."
     return ConfigError(key, value, reason, sorted(siblings))
 
 
