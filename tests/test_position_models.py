@@ -7,7 +7,6 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
 from spatialprobe.models.position import ChannelPermute
@@ -15,7 +14,7 @@ from test_config import compose_train
 
 
 def model(name, classes=9, size=96, **kw):
-    cfg = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_train(f"model={name}").model))  # with its base files
     cfg.width = 0.125
     if "fc_width" in cfg:
         cfg.fc_width = 32

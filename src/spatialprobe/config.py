@@ -128,19 +128,20 @@ def require_positive_int(cfg: DictConfig, key: str, optional: bool = False) -> o
     return require_number(cfg, key, integer=True, minimum=1, optional=optional)
 
 
-def _dotted(node: Mapping, prefix: str = "") -> list[str]:
+def dotted_keys(node: Mapping, prefix: str = "") -> list[str]:
+    """Every dotted key of a plain nested dict, containers included."""
     keys = []
     for key, value in node.items():
         keys.append(f"{prefix}{key}")
         if isinstance(value, Mapping):
-            keys += _dotted(value, f"{prefix}{key}.")
+            keys += dotted_keys(value, f"{prefix}{key}.")
     return keys
 
 
 def unknown_key(key: str, value: object, config: Mapping) -> ConfigError:
     """The one-line answer to an override of a key that ``config`` (a plain, unresolved dict) lacks:
     the closest existing keys, and the keys that do exist where it was looked for."""
-    keys = [k for k in _dotted(config) if not k.startswith("hydra.") and k != "hydra"]
+    keys = [k for k in dotted_keys(config) if not k.startswith("hydra.") and k != "hydra"]
     parent, _, _ = key.rpartition(".")
     while parent and parent not in keys:
         parent = parent.rpartition(".")[0]
@@ -155,7 +156,7 @@ def unknown_key(key: str, value: object, config: Mapping) -> ConfigError:
 def _primary_keys(config_name: str, conf_dir: Path) -> set[str]:
     """The dotted keys the primary config file sets itself (always in the composed config)."""
     body = OmegaConf.to_container(OmegaConf.load(conf_dir / f"{config_name}.yaml"), resolve=False)
-    return set(_dotted({k: v for k, v in body.items() if k not in ("defaults", "hydra")}))
+    return set(dotted_keys({k: v for k, v in body.items() if k not in ("defaults", "hydra")}))
 
 
 def check_command_line(argv: Sequence[str], config_name: str, validate: Callable[[DictConfig], object] | None = None,

@@ -23,11 +23,9 @@ a sweep check builds for each job (:func:`spatialprobe.config.get` reads both).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from omegaconf import ListConfig, OmegaConf
 
-from .config import get, has, require_choice, require_given, require_number, require_positive_int
+from .config import dotted_keys, get, has, require_choice, require_given, require_number, require_positive_int
 from .errors import ConfigError
 
 # --------------------------------------------------------------------------- result-neutral keys
@@ -66,21 +64,12 @@ def result_neutral_override_keys(_root_=None) -> list[str]:
     keys = set(RESULT_NEUTRAL_KEYS)
     if _root_ is not None:
         app = {k: v for k, v in OmegaConf.to_container(_root_, resolve=False).items() if k != "hydra"}
-        keys.update(k for k in _dotted_keys(app) if is_result_neutral(k))
+        keys.update(k for k in dotted_keys(app) if is_result_neutral(k))
     return sorted(keys)
 
 
 def _is_list(value) -> bool:
     return isinstance(value, list | tuple | ListConfig)
-
-
-def _dotted_keys(node: Mapping, prefix: str = "") -> list[str]:
-    out = []
-    for key, value in node.items():
-        out.append(prefix + str(key))
-        if isinstance(value, Mapping):
-            out += _dotted_keys(value, f"{prefix}{key}.")
-    return out
 
 
 # --------------------------------------------------------------------------- models
