@@ -81,6 +81,7 @@ def test_fast_job_composition_matches_hydra(tmp_path):
     ("vgg16_cifar100_kcurve", ["paths.run_root=/a,/b", "k=1,2"]),       # the sweep directory reads run_root
     ("resnet18_cifar100_augshift", ["model.width=0.25,0.5", "name=x,y"]),  # a group of package _global_ (task)
     ("vgg16_cifar100_single_unit", ["method.patch_size=2,4", "method=patch_shuffle"]),
+    ("resnet50_cifar100_kcurve", ["method.strip=1", "k=2,3"]),          # the master's method node is not its file
 ])
 def test_the_sweep_check_sees_every_job_as_hydra_composes_it(experiment, extra):
     """expand_jobs (the sweep check: no copy of the config per job) gives every job the resolved config and the

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .config import get
 from .errors import UserError, reported
@@ -223,6 +223,68 @@ def _copy(config: DictConfig) -> DictConfig:
     return copy.deepcopy(config)
 
 
+def _option_files(group: str, option: str) -> tuple[list[dict], list[str]] | None:
+    """The yaml bodies of a group option and of the options of its own group it builds on (``- _base``),
+    and the defaults that name other groups (``override /recipe``, ``/x@y``); None for an option with a
+    ``@package`` header or not in conf/ (such options are left to Hydra)."""
+    from . import CONF_DIR
+
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file() or "@package" in path.read_text():
+        return None
+    body = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    bodies, external = [body], []
+    for entry in body.get("defaults", []):
+        if isinstance(entry, str) and entry != "_self_" and "/" not in entry and ":" not in entry:
+            inner = _option_files(group, entry)
+            if inner is None:
+                return None
+            bodies += inner[0]
+            external += inner[1]
+        elif entry != "_self_":
+            external += list(entry) if isinstance(entry, dict) else [str(entry)]
+    return bodies, external
+
+
+def _swapped(master: DictConfig, choices: dict, swaps: dict[str, str]) -> DictConfig | None:
+    """The master composition with the options of some groups swapped, where that is exactly Hydra's
+    composition: each swapped option is one plain file (no defaults, no ``@package`` header), the
+    master's node of the group is its option's file and nothing else (the primary config, a
+    ``@package _global_`` option such as an experiment, or another option's defaults other than an
+    ``override`` of the group's choice, which the job's own choice beats) writes into the group.
+    None otherwise (then Hydra composes it)."""
+    from . import CONF_DIR
+
+    writers: list[dict] = [OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{master.hydra.job.config_name}.yaml"),
+                                                  resolve=False)]
+    external: list[str] = []  # the primary's own defaults are the group choices themselves
+    for group, option in choices.items():
+        if "/" in group or option is None or group in swaps:
+            continue
+        path = CONF_DIR / group / f"{option}.yaml"
+        if not path.is_file():
+            return None
+        if "@package _global_" in path.read_text():
+            writers.append(OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {})
+            external += [k for e in writers[-1].get("defaults", []) for k in (e if isinstance(e, dict) else [str(e)])]
+            continue
+        files = _option_files(group, option)
+        if files is None:
+            return None
+        external += files[1]
+    swapped = _copy(master)
+    for group, option in swaps.items():
+        old, new = _option_files(group, str(choices.get(group))), _option_files(group, option)
+        if (old is None or new is None or len(old[0]) != 1 or len(new[0]) != 1 or "defaults" in new[0][0]
+                or "defaults" in old[0][0] or any(group in body for body in writers)
+                or any(group in e and not e.startswith("override ") for e in external) or group not in master
+                or OmegaConf.to_container(master[group], resolve=False) != old[0][0]):
+            return None
+        with open_dict(swapped):
+            swapped[group] = new[0][0]
+    return swapped
+
+
 def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool) -> list[Job]:
     from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.global_hydra import GlobalHydra
@@ -233,7 +295,9 @@ def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool
     parsed_lines: dict[str, Any] = {}  # a sweep repeats most override lines: each is parsed once
     compositions: dict[tuple[str, ...], _Composition] = {}
     # the master config is already the composition of its own group choices (every job carries the master's
-    # plain overrides too): jobs with exactly those choices derive from a copy of it instead of a new one
+    # plain overrides too): jobs with exactly those choices derive from a copy of it instead of a new one, and
+    # for the check, jobs that only choose other plain options of a group (method=gap_fc) from a copy with
+    # that node swapped, where that is exactly Hydra's composition (_swapped)
     master_choices = OmegaConf.to_container(config.hydra.runtime.choices) if OmegaConf.select(
         config, "hydra.runtime.choices") is not None else {}
     jobs = []
@@ -244,9 +308,10 @@ def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool
         parsed = [parsed_lines[line] for line in overrides]
         groups = tuple(o.input_line for o in parsed if loader.repository.group_exists(o.key_or_group))
         if groups not in compositions:
-            same = all(master_choices.get(o.key_or_group, _ABSENT) == o.value() for o in parsed if o.input_line in groups)
-            compositions[groups] = _Composition(_copy(config) if same and groups else
-                                                loader.load_sweep_config(config, list(groups)))
+            swaps = {o.key_or_group: o.value() for o in parsed if o.input_line in groups
+                     and master_choices.get(o.key_or_group, _ABSENT) != o.value()}
+            composed = _copy(config) if not swaps else _swapped(config, master_choices, swaps) if quick else None
+            compositions[groups] = _Composition(composed or loader.load_sweep_config(config, list(groups)))
         base = compositions[groups]
         values = [o for o in parsed if o.input_line not in groups]
         task = [o for o in parsed if not o.is_hydra_override()]
