@@ -165,9 +165,11 @@ def check_command_line(argv: Sequence[str], config_name: str, validate: Callable
 
     * A ``key=value`` override of a key the config lacks names the closest keys (Hydra would print a
       multi-line composition error);
-    * a single run (no ``-m``, no ``--cfg`` or other flags) is checked by ``validate`` (the entry point's
-      schema check): a rejected configuration never reaches Hydra, which would compose it twice more and
-      create the output directory first.
+    * a single run (no ``-m``) is checked by ``validate`` (the entry point's schema check): a rejected
+      configuration never reaches Hydra, which would compose it twice more and create the output
+      directory first.
+
+    A command line with other flags (``--cfg job``, ``--config-dir``, ...) is left to Hydra.
 
     Sweeps are left out of the composition, as Hydra leaves them out of a multirun's master config (each
     job is composed and checked before any is launched, see :mod:`spatialprobe.sweep`); a multirun whose
@@ -177,6 +179,8 @@ def check_command_line(argv: Sequence[str], config_name: str, validate: Callable
     from hydra.errors import HydraException
 
     flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return  # --cfg, --config-dir, --help ...: Hydra's own business
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-") and "=" in a])
     except HydraException:
@@ -184,7 +188,7 @@ def check_command_line(argv: Sequence[str], config_name: str, validate: Callable
     fixed = [o for o in overrides if not o.is_sweep_override()]
     keys = [o for o in fixed if not o.is_hydra_override() and not o.is_add() and not o.is_force_add()
             and not o.is_delete() and not (conf_dir / o.key_or_group).is_dir()]
-    single = validate is not None and not flags
+    single = validate is not None and not flags  # one run, not a multirun
     if not single and all(o.key_or_group in _primary_keys(config_name, conf_dir) for o in keys):
         return
     from hydra import compose, initialize_config_dir
