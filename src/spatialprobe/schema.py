@@ -307,12 +307,35 @@ def recipe_note(cfg) -> str | None:
 
 
 # --------------------------------------------------------------------------- a training run
-WANDB_MODES = ("offline", "online", "disabled")
 LOGGERS = ("csv", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
+# wandb's own names for the same modes (WANDB_MODE=dryrun is what older Lightning versions write)
+WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+
+
+def wandb_mode(value: object, key: str = "logger.mode") -> str:
+    """``value`` as one of WANDB_MODES (wandb's aliases accepted); ConfigError otherwise."""
+    mode = WANDB_MODE_ALIASES.get(value, value) if isinstance(value, str) else value
+    if mode not in WANDB_MODES:
+        raise ConfigError(key, value, "not one of the valid W&B modes",
+                          [*WANDB_MODES, *(f"{a} (= {m})" for a, m in WANDB_MODE_ALIASES.items())])
+    return mode
+
+
+def check_logger(cfg) -> None:
+    """logger.*; W&B online also needs credentials on this machine (read by spatialprobe.loggers with the
+    standard library: no wandb import, no network)."""
+    if require_choice(cfg, "logger.name", LOGGERS) != "wandb":
+        return
+    from .loggers import require_wandb_login
+
+    require_wandb_login(wandb_mode(get(cfg, "logger.mode")))
+    require_number(cfg, "logger.init_timeout", minimum=0, exclusive_minimum=True)
+    require_number(cfg, "logger.finish_timeout", minimum=0, exclusive_minimum=True)
 
 
 def check_run(cfg) -> None:
-    """Top-level keys, checkpointing, fault injection and the logger."""
+    """Top-level keys, checkpointing and fault injection."""
     require_number(cfg, "seed", integer=True, minimum=0)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
@@ -322,8 +345,6 @@ def check_run(cfg) -> None:
     if only is not None and not (_is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                         for n in only)):
         raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
-    if require_choice(cfg, "logger.name", LOGGERS) == "wandb":
-        require_choice(cfg, "logger.mode", WANDB_MODES)
 
 
 def validate_train(cfg) -> None:
@@ -335,6 +356,7 @@ def validate_train(cfg) -> None:
     check_task(cfg)
     check_recipe(cfg)
     check_trainer(cfg)
+    check_logger(cfg)
 
 
 def validate_inspect(cfg) -> None:
