@@ -101,6 +101,22 @@ def test_the_sweep_check_sees_every_job_as_hydra_composes_it(experiment, extra):
                             else e.config[k] for k in e.config if k != "hydra"}
 
 
+def test_the_sweep_check_re_resolves_what_reads_a_swept_key_in_order():
+    """Interpolations that read a swept key are evaluated again, each after the ones it reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from spatialprobe.sweep import _Composition
+
+    hydra = {"job": {"config": {"override_dirname": {"exclude_keys": [], "kv_sep": "=", "item_sep": ","}}},
+             "sweep": {"dir": "/sweeps/${b}", "subdir": "${hydra.job.override_dirname}"}}
+    [k5] = OverridesParser.create().parse_overrides(["k=5"])
+    plain = _Composition(OmegaConf.create({"b": "x${a}-${k}", "a": "${k}", "k": 1, "hydra": hydra}))
+    assert plain.quick([k5]) == ({"b": "x5-5", "a": 5, "k": 5}, "/sweeps/x5-5")
+    cfg = OmegaConf.create({"b": "x${a}-${k}", "a": "${k}", "k": 1, "c": "${sp.mul:${k},3}", "hydra": hydra})
+    assert _Composition(cfg).quick([k5]) == ({"b": "x5-5", "a": 5, "k": 5, "c": 15}, "/sweeps/x5-5")  # by OmegaConf
+    assert OmegaConf.to_container(cfg, resolve=False)["k"] == 1  # the composition is left as it was
+
+
 # The two scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) run with the slow tests.
 HEAVY = {"a4_04_imagenet", "a4_06_patch_size"}
 

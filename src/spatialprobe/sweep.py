@@ -119,11 +119,10 @@ class _Interpolation:
         values = [get(resolved, r, _ABSENT) for r in refs]
         if any(v is _ABSENT or isinstance(v, dict | list) for v in values):
             return _ABSENT
-        literals = pieces[::2]
+        literals = pieces[::2]  # the text around the references
         if len(values) == 1 and literals == ["", ""]:
             return values[0]  # a lone reference keeps the value's type
-        return "".join(lit + (str(v) if i < len(values) else "") for i, (lit, v) in
-                       enumerate(zip(literals, [*values, ""], strict=True)))
+        return literals[0] + "".join(str(v) + lit for v, lit in zip(values, literals[1:], strict=True))
 
 
 class _Composition:
@@ -173,7 +172,14 @@ class _Composition:
         for o in values:
             resolved = _put(resolved, o.key_or_group, o.value())
         sweep_dir = self.sweep_dir
-        for path in stale:  # in the order they were found: what one reads is evaluated before it
+        pending = list(stale)
+        while pending:  # an interpolation is evaluated after the stale ones it reads
+            ready = [p for p in pending if not any(_related(r, q) for r in self.interpolations[p].reads
+                                                   for q in pending if q != p)]
+            if not ready:
+                return None
+            path = ready[0]
+            pending.remove(path)
             value = self.interpolations[path].evaluate(resolved)
             if value is _ABSENT:
                 return self._by_omegaconf(values, stale)
