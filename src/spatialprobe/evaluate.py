@@ -81,10 +81,10 @@ def evaluate(cfg: DictConfig) -> dict:
     from torchmetrics.classification import MulticlassAccuracy
 
     from . import surgery
-    from .callbacks import derived_seed
     from .data import load_splits
     from .data.loader import TensorBatches
     from .records import write_json_atomic
+    from .streams import seed_global
 
     ckpt, tcfg = load_checkpoint(ckpt_path)
     check_test_time_method(cfg, tcfg)
@@ -122,7 +122,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = []
     with torch.no_grad():
         for p in range(passes):
-            torch.manual_seed(derived_seed(seed, 4, p))
+            seed_global(seed, "eval_pass", p)
             loss_sum = 0.0
             for xb, yb in loader:
                 logits = model(xb)

@@ -365,6 +365,25 @@ def validate_inspect(cfg) -> None:
     check_method(cfg)
 
 
+# --------------------------------------------------------------------------- sweeps
+def check_local_launcher(cfg) -> int:
+    """hydra/launcher=local's keys; returns the GPUs per job (checked against the machine by the launcher)."""
+    require_number(cfg, "hydra.launcher.max_parallel", integer=True, minimum=1, optional=True)
+    return int(require_number(cfg, "hydra.launcher.gpus_per_node", integer=True, minimum=0, optional=True) or 0)
+
+
+def check_search(cfg) -> tuple[int, int]:
+    """``spatialprobe.search_k``'s keys: returns (the model's units, the largest K to consider)."""
+    require_number(cfg, "search.tolerance", minimum=0)
+    arch = require_choice(cfg, "model.arch", ARCHS)
+    units = unit_count(arch)
+    k_max = require_number(cfg, "search.k_max", integer=True, minimum=1, maximum=units, optional=True)
+    if get(cfg, "method.name") == "none":
+        raise ConfigError("method", "none", "search_k needs a method that modifies units",
+                          [name for name in METHODS if name != "none"])
+    return units, units if k_max is None else k_max
+
+
 # --------------------------------------------------------------------------- evaluate
 EVAL_SPLITS = ("test", "val")
 EVAL_DEVICES = ("auto", "cpu", "cuda")

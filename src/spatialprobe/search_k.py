@@ -22,9 +22,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import hydra_entry, require_number
-from .errors import ConfigError, UserError, reported
-from .schema import METHODS, check_model, unit_count
+from .config import hydra_entry
+from .errors import UserError, reported
+from .schema import check_search
 
 
 def bisect_k(accuracy: Callable[[int], float], k_max: int, tolerance: float) -> tuple[int, dict[int, float]]:
@@ -67,18 +67,6 @@ def _single_job(master: DictConfig) -> list[str]:
     return jobs[0]
 
 
-def check(cfg: DictConfig) -> tuple[int, int]:
-    """The search's own keys (no torch): returns (the model's units, the largest K to consider)."""
-    require_number(cfg, "search.tolerance", minimum=0)
-    check_model(cfg)
-    units = unit_count(cfg.model.arch)
-    require_number(cfg, "search.k_max", integer=True, minimum=1, maximum=units, optional=True)
-    if cfg.method.name == "none":
-        raise ConfigError("method", "none", "search_k needs a method that modifies units",
-                          [name for name in METHODS if name != "none"])
-    return units, cfg.search.k_max if cfg.search.k_max is not None else units
-
-
 def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
     """Bisect K for the configuration ``cfg`` (a composed search_k config) and return the summary."""
     from hydra.core.hydra_config import HydraConfig
@@ -88,7 +76,7 @@ def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
 
     if run_fn is None:
         from .train import run as run_fn
-    units, k_max = check(cfg)
+    units, k_max = check_search(cfg)
     metric = str(cfg.search.metric)
 
     master = cfg_with_hydra(cfg, HydraConfig.get())
@@ -151,7 +139,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main, config_name="search_k", validate=check)
+    hydra_entry(_hydra_main, config_name="search_k", validate=check_search)
 
 
 if __name__ == "__main__":

@@ -36,20 +36,36 @@ class Job:
     config: DictConfig | dict  # compose_jobs: the composed DictConfig (with hydra); expand_jobs: the resolved app keys
 
 
+def expand(overrides: list) -> list[list[str]]:
+    """The jobs of parsed overrides, as Hydra's basic sweeper launches them: the product of every
+    key's values in first-appearance order, a later override of a key replacing its values."""
+    import itertools
+
+    values: dict[str, list[str]] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise UserError(f"{o.input_line}: the basic sweeper sweeps lists, range() and choice() only, "
+                            f"not {o.value_type.name.lower()}")
+    return [list(job) for job in itertools.product(*values.values())]
+
+
 def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[list[str]]:
     """The override list of every job of the sweep, in Hydra's order (basic sweeper semantics).
 
     ``extra`` overrides come last and win over the sweep's own (as later command-line overrides do).
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     lines = [f"{k}={v}" for k, v in params.items()]
     lines += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     lines += list(extra or [])
-    overrides = OverridesParser.create().parse_overrides(lines)
-    return BasicSweeper.split_arguments(overrides, None)[0]
+    return expand(OverridesParser.create().parse_overrides(lines))
 
 
 # ${key}, ${.sibling}, ${..key}: the references of an interpolation (also inside a resolver's arguments)
@@ -135,7 +151,9 @@ class _Composition:
         self.app_keys = [k for k in config if k != "hydra"]
         self.resolved = {k: _plain(config[k]) for k in self.app_keys}
         dirname = config.hydra.job.config.override_dirname
-        self.dirname = (list(dirname.exclude_keys), dirname.kv_sep, dirname.item_sep)
+        # resolved once (exclude_keys comes from a resolver), for hydra_private.override_dirname
+        self.dirname = OmegaConf.create({"exclude_keys": list(dirname.exclude_keys), "kv_sep": dirname.kv_sep,
+                                         "item_sep": dirname.item_sep})
         self.sweep_dir = str(config.hydra.sweep.dir)
         self.subdir_is_dirname = self.raw["hydra"]["sweep"]["subdir"] == "${hydra.job.override_dirname}"
         # every interpolation of the app keys, and of the sweep directory (it may name app keys)
@@ -207,10 +225,10 @@ class _Composition:
 
     def exact(self, values: list) -> DictConfig:
         """The job's config as Hydra composes it: a copy of the composition with ``values`` applied."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from .hydra_private import apply_overrides
 
         job_cfg = _copy(self.config)
-        ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
+        apply_overrides(job_cfg, values)
         return job_cfg
 
     def check_keys(self, values: list) -> None:
@@ -292,12 +310,21 @@ def _swapped(master: DictConfig, choices: dict, swaps: dict[str, str]) -> DictCo
 
 
 def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool) -> list[Job]:
-    from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from .hydra_private import override_dirname
+
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create()
+    groups_in: dict[str, list[str]] = {}  # config groups under a parent group ("" = top level)
+
+    def is_group(name: str) -> bool:
+        parent, _, leaf = name.rpartition("/")
+        if parent not in groups_in:
+            groups_in[parent] = loader.list_groups(parent)
+        return leaf in groups_in[parent]
+
     parsed_lines: dict[str, Any] = {}  # a sweep repeats most override lines: each is parsed once
     compositions: dict[tuple[str, ...], _Composition] = {}
     # the master config is already the composition of its own group choices (every job carries the master's
@@ -312,7 +339,7 @@ def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool
             if line not in parsed_lines:
                 parsed_lines[line] = parser.parse_override(line)
         parsed = [parsed_lines[line] for line in overrides]
-        groups = tuple(o.input_line for o in parsed if loader.repository.group_exists(o.key_or_group))
+        groups = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
         if groups not in compositions:
             swaps = {o.key_or_group: o.value() for o in parsed if o.input_line in groups
                      and master_choices.get(o.key_or_group, _ABSENT) != o.value()}
@@ -325,18 +352,14 @@ def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool
             base.check_keys(values)
         except UserError as err:
             raise UserError(f"{err}; in sweep job: {' '.join(overrides)} (nothing was launched)") from None
-        exclude, kv_sep, item_sep = base.dirname
         fast = base.quick(values) if quick and base.subdir_is_dirname else None
         if fast is not None:
             resolved, sweep_dir = fast
-            dirname = get_overrides_dirname(overrides=task, kv_sep=kv_sep, item_sep=item_sep, exclude_keys=exclude)
-            jobs.append(Job(list(overrides), Path(sweep_dir) / dirname, resolved))
+            jobs.append(Job(list(overrides), Path(sweep_dir) / override_dirname(task, base.dirname), resolved))
             continue
         job_cfg = base.exact(values)
-        dirname = job_cfg.hydra.job.config.override_dirname
         job_cfg.hydra.overrides.task = [o.input_line for o in task]
-        job_cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
+        job_cfg.hydra.job.override_dirname = override_dirname(task, base.dirname)
         run_dir = Path(str(job_cfg.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
         config_out = {k: _plain(job_cfg[k]) for k in job_cfg if k != "hydra"} if quick else job_cfg
         jobs.append(Job(list(overrides), run_dir, config_out))
@@ -370,6 +393,12 @@ def check_launcher(config: DictConfig) -> None:
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
         raise UserError("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH on this machine; "
                         "run the sweep on a cluster login node, or locally with hydra/launcher=local")
+    if target.endswith("BoundedLocalLauncher"):
+        from hydra_plugins.spatialprobe_launcher import check_gpus
+
+        from .schema import check_local_launcher
+
+        check_gpus(check_local_launcher(config))
 
 
 def validate_jobs(jobs: list[Job]) -> None:
