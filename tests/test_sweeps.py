@@ -117,8 +117,9 @@ def test_the_sweep_check_re_resolves_what_reads_a_swept_key_in_order():
     assert OmegaConf.to_container(cfg, resolve=False)["k"] == 1  # the composition is left as it was
 
 
-# The two scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) run with the slow tests.
-HEAVY = {"a4_04_imagenet", "a4_06_patch_size"}
+# The scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) or the most multiruns
+# (b_table2: six) run with the slow tests.
+HEAVY = {"a4_04_imagenet", "a4_06_patch_size", "b_table2"}
 
 
 @pytest.mark.parametrize("script,launcher",

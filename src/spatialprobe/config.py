@@ -240,3 +240,20 @@ def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], No
         if config_name is not None:
             check_command_line(argv, config_name, validate)
     hydra_main()
+
+
+def tool_entry(config_name: str, run: Callable[[DictConfig], Any],
+               validate: Callable[[DictConfig], object] | None = None) -> Callable[[], None]:
+    """The console entry of a tool that composes ``conf/<config_name>.yaml`` and calls ``run(cfg)``, whose
+    UserErrors become one line and exit status 2 (spatialprobe.rank, spatialprobe.decode). ``validate``
+    (its schema check) answers a bad command line before Hydra runs (:func:`check_command_line`)."""
+    import hydra
+
+    from .errors import reported
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def hydra_main(cfg: DictConfig) -> None:
+        with reported():
+            run(cfg)
+
+    return lambda: hydra_entry(hydra_main, config_name=config_name, validate=validate)

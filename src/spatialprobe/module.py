@@ -57,6 +57,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
         sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
                                                     total_steps=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}
+    if kind == "poly":  # torchvision's segmentation reference: (1 - step / total) ** 0.9, per step
+        power, total = float(recipe.get("poly_power", 0.9)), max(1, total_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total) / total) ** power)
+        return {"scheduler": sched, "interval": "step"}
     if kind == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
         return {"scheduler": sched, "interval": "step"}
@@ -90,7 +94,7 @@ class Classifier(pl.LightningModule):
         return self.model(x)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
+        x, y = batch[0], batch[1]  # a test batch may carry more (the context images of shift consistency)
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
         self.metrics(stage).update(logits, y)
@@ -135,7 +139,9 @@ class Classifier(pl.LightningModule):
         self._log_epoch_metrics("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), self.recipe, self.trainer.world_size)
+        return self._with_scheduler(build_optimizer(self.parameters(), self.recipe, self.trainer.world_size))
+
+    def _with_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         if self.steps_per_epoch is not None:
             per_epoch = self.steps_per_epoch

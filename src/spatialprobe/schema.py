@@ -75,12 +75,14 @@ def _is_list(value) -> bool:
 # --------------------------------------------------------------------------- models
 #: Modifiable units of every architecture (spatialprobe.models builds exactly these; tests hold them).
 UNIT_COUNTS = {"vgg16_bn": 13, "resnet18": 8, "resnet34": 16, "resnet50": 16, "resnet101": 33, "resnet152": 50,
-               "mobilenet_v2": 17, "squeezenet1_0": 8}
+               "mobilenet_v2": 17, "squeezenet1_0": 8, "deeplabv3_resnet50": 16}
 ARCHS = tuple(sorted(UNIT_COUNTS))
+FULL_WIDTH_ONLY = ("deeplabv3_resnet50",)  # torchvision builds them at full width only
 STEMS = ("auto", "cifar", "imagenet", "imagenet_nopool")
 HEADS = ("linear", "gapnet", "permutenet")
 HEAD_KERNELS = (1, 3, 5, 7)
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+BLURPOOL = (False, True, "none", "pool", "full")  # see spatialprobe.models.position
 BLUR_KERNELS = (2, 3, 4, 5, 6, 7)
 COMPILE = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -90,7 +92,8 @@ MIN_CHANNELS = 4
 #: The narrowest layer of every architecture at width 1: (which, channels); the width scales it.
 NARROWEST = {
     "vgg16_bn": ("features.0, the first conv", 64),
-    **{arch: ("conv1 and layer1", 64) for arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
+    **{arch: ("conv1 and layer1", 64) for arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                                    "deeplabv3_resnet50")},
     "squeezenet1_0": ("the squeeze convs of the first two fire modules", 16),
     "mobilenet_v2": ("features.1", 16),
 }
@@ -118,9 +121,33 @@ def unit_count(arch: str) -> int:
     return UNIT_COUNTS[arch]
 
 
+def resolve_stem(stem: str, image_size: int) -> str:
+    """``model.stem=auto``: the 32 px stem up to 64 px inputs, else torchvision's ImageNet stem."""
+    return ("cifar" if image_size <= 64 else "imagenet") if stem == "auto" else stem
+
+
+def has_strided_maxpool(arch: str, stem: str, image_size: int) -> bool:
+    """Whether the network down-samples with a strided max-pool (BlurPool's ``pool`` mode blurs after it):
+    VGG, SqueezeNet and DeepLab always, a ResNet with torchvision's ImageNet stem, MobileNetV2 never."""
+    if arch == "mobilenet_v2":
+        return False
+    if arch.startswith("resnet"):
+        return resolve_stem(stem, image_size) == "imagenet"
+    return True
+
+
+def blurpool_mode(value) -> str:
+    """``model.blurpool`` as one of none / pool / full (``false`` = none, ``true`` = pool)."""
+    if value is None or value is False:
+        return "none"
+    return "pool" if value is True else str(value)
+
+
 def check_model(cfg) -> None:
     arch = require_choice(cfg, "model.arch", ARCHS)
     width = require_number(cfg, "model.width", minimum=0, exclusive_minimum=True)
+    if arch in FULL_WIDTH_ONLY and width != 1:
+        raise ConfigError("model.width", width, f"{arch} is built at full width only", [1.0])
     narrowest = narrowest_channels(arch, width)
     if narrowest < MIN_CHANNELS:
         what, full = NARROWEST[arch]
@@ -135,9 +162,16 @@ def check_model(cfg) -> None:
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
     # part B options; optional (a model config without them is a plain linear-head, zero-padded network)
     for key, choices in (("model.head", HEADS), ("model.head_kernel", HEAD_KERNELS), ("model.padding", PADDING_MODES),
-                         ("model.blurpool", (False, True)), ("model.blur_kernel", BLUR_KERNELS)):
+                         ("model.blurpool", BLURPOOL), ("model.blur_kernel", BLUR_KERNELS)):
         if get(cfg, key) is not None:
             require_choice(cfg, key, choices)
+    size, stem = get(cfg, "dataset.image_size"), get(cfg, "model.stem") or "auto"
+    if blurpool_mode(get(cfg, "model.blurpool")) == "pool" and isinstance(size, int) and \
+            not has_strided_maxpool(arch, stem, size):
+        raise ConfigError("model.blurpool", get(cfg, "model.blurpool"),
+                          f"{arch} with stem '{stem}' at {size} px has no strided max-pool to blur (BlurPool after "
+                          "each max-pool would change nothing); 'full' also blurs before every strided conv",
+                          ["full", False])
     for key, choices in (("model.channels_last", (False, True)), ("model.compile", COMPILE)):
         if has(cfg, key):
             require_choice(cfg, key, choices)
@@ -190,7 +224,8 @@ def check_method(cfg) -> None:
 
 
 # --------------------------------------------------------------------------- data
-DATASET_KINDS = ("array", "imagefolder", "grid")  # in-memory 32/64 px sets | full-size class folders | part B grid
+# in-memory 32/64 px sets | full-size class folders | part B grid | Cityscapes (segmentation)
+DATASET_KINDS = ("array", "imagefolder", "grid", "cityscapes")
 FORMATS = ("auto", "cifar", "folder", "smallimagenet")
 LOADERS = ("device", "torch")
 PLACEMENTS = ("auto", "device", "host")
@@ -237,8 +272,18 @@ def _check_grid_dataset(cfg) -> None:
     _check_array_dataset(cfg)
 
 
+def _check_cityscapes_dataset(cfg) -> None:
+    for key in ("dataset.base_size", "dataset.crop_size"):
+        require_positive_int(cfg, key)
+    require_number(cfg, "dataset.num_workers", integer=True, minimum=0)
+    scale = get(cfg, "dataset.scale_range")
+    if not _is_list(scale) or len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise ConfigError("dataset.scale_range", list(scale) if _is_list(scale) else scale,
+                          "must be [min, max] with 0 < min <= max", ["[0.5, 2.0]"])
+
+
 _DATASET_CHECKS = {"array": _check_array_dataset, "imagefolder": _check_imagefolder_dataset,
-                   "grid": _check_grid_dataset}
+                   "grid": _check_grid_dataset, "cityscapes": _check_cityscapes_dataset}
 
 
 def check_dataset(cfg) -> None:
@@ -257,9 +302,9 @@ def check_dataset(cfg) -> None:
 
 
 # --------------------------------------------------------------------------- task, recipe, trainer
-TASKS = ("classify", "augshift")
+TASKS = ("classify", "augshift", "segment")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("multistep", "onecycle", "cosine", "constant")
+SCHEDULES = ("multistep", "onecycle", "cosine", "constant", "poly")
 #: Lightning's precision values and their short aliases
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
@@ -267,19 +312,47 @@ PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-t
 GRID_RECIPES = {"location": "grid_location", "class": "grid_recognition"}
 
 
+def consistency_shifts(cfg) -> list:
+    """``eval.consistency`` as a list of S (a single S or a list; null: none)."""
+    value = get(cfg, "eval.consistency")
+    if value is None:
+        return []
+    return list(value) if _is_list(value) else [value]
+
+
 def check_task(cfg) -> None:
-    """task (classify / augshift) and the shift consistency of the test set (eval.consistency)."""
+    """task (classify / augshift / segment) and the shift consistency of the test set (eval.consistency)."""
     if get(cfg, "task") is not None:
         require_choice(cfg, "task.name", TASKS)
-    if (get(cfg, "task.name") or "classify") == "augshift":
+    task = get(cfg, "task.name") or "classify"
+    size = get(cfg, "dataset.image_size")
+    if task == "augshift":
         require_number(cfg, "augshift.lambda", minimum=0)
         require_number(cfg, "augshift.shift", integer=True, minimum=0)
-    shift = require_number(cfg, "eval.consistency", integer=True, minimum=2, optional=True)
-    if shift is not None:
+    if task == "segment":
+        require_number(cfg, "segment.aux_weight", minimum=0)
+        require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
+    segmentation = [get(cfg, "dataset.kind") == "cityscapes", get(cfg, "model.arch") == "deeplabv3_resnet50"]
+    if task == "segment" and not all(segmentation) or task != "segment" and any(segmentation):
+        raise ConfigError("task.name", task, "task=segment goes with a segmentation data set "
+                          "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
+                          ["segment with dataset=cityscapes", "classify / augshift otherwise"])
+    shifts = consistency_shifts(cfg)
+    for s in shifts:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ConfigError("eval.consistency", s, "must be a shift in px >= 1, or a list of them", ["8", "[8,16]"])
+        if isinstance(size, int) and s >= size:
+            raise ConfigError("eval.consistency", s, f"must be smaller than the {size} px images", [f"1..{size - 1}"])
+    if len(set(shifts)) != len(shifts):
+        raise ConfigError("eval.consistency", list(shifts), "lists a shift twice")
+    if shifts:
         require_positive_int(cfg, "eval.consistency_passes")
-        size = get(cfg, "dataset.image_size")
-        if isinstance(size, int) and shift > size:
-            raise ConfigError("eval.consistency", shift, f"larger than the {size} px images", [f"2..{size}"])
+        resize = get(cfg, "dataset.resize_size")
+        crop = size + 2 * -(-max(shifts) // 2) if isinstance(size, int) else None
+        if get(cfg, "dataset.kind") == "imagefolder" and isinstance(resize, int) and crop > resize:
+            raise ConfigError("eval.consistency", max(shifts), f"the shifted views are cut from a {crop} px centre "
+                              f"crop, larger than dataset.resize_size={resize}",
+                              [f"1..{resize - size}", f"dataset.resize_size>={crop}"])
 
 
 def check_recipe(cfg) -> None:
@@ -410,17 +483,44 @@ def check_test_time_method(cfg, trained) -> None:
         check_method({"model": get(trained, "model"), "method": get(cfg, "method"), "k": get(cfg, "k")})
 
 
-# --------------------------------------------------------------------------- rank
+# --------------------------------------------------------------------------- rank, decode
 RANK_SOURCES = ("classifier", "segmentation")
 RANKINGS = ("overall", "left", "right")
-VARIANTS = ("image_flip", "kernel_flip")
+VARIANTS = ("image_flip", "kernel_flip_image", "kernel_flip")  # P: Normal, Kernel-Flip*, Kernel-Flip**
+
+
+def require_device(cfg, key: str = "device") -> str:
+    """A device name (``auto``, ``cpu``, ``cuda``, ``cuda:N``); whether CUDA is there is asked where it is used."""
+    name = get(cfg, key)
+    if not isinstance(name, str) or not (name in ("auto", "cpu") or name.startswith("cuda")):
+        raise ConfigError(key, name, "not a device", ["auto", "cpu", "cuda", "cuda:1"])
+    return name
+
+
+def _one_or_more(cfg, key: str, choices) -> list:
+    """A choice, or a list of choices (each once)."""
+    value = get(cfg, key)
+    values = list(value) if _is_list(value) else [value]
+    bad = [v for v in values if v not in choices]
+    if bad or not values or len(set(values)) != len(values):
+        raise ConfigError(key, bad[0] if bad else value, "not one of the valid choices (or a list of them, each once)",
+                          choices)
+    return values
 
 
 def check_rank(cfg) -> list[int]:
     """``spatialprobe.rank``: checks that need neither data nor a model; returns the list of N (``top_n``)."""
     source = require_choice(cfg, "source", RANK_SOURCES)
-    require_choice(cfg, "ranking", RANKINGS)
-    require_choice(cfg, "variant", VARIANTS)
+    _one_or_more(cfg, "ranking", RANKINGS)
+    _one_or_more(cfg, "variant", VARIANTS)
+    ranges = get(cfg, "rank_ranges")
+    for spec in (list(ranges) if _is_list(ranges) else [ranges]) if ranges is not None else []:
+        ok = _is_list(spec) and len(spec) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
+        if not ok or not 1 <= spec[0] <= spec[1]:
+            raise ConfigError("rank_ranges", list(spec) if _is_list(spec) else spec,
+                              "each range is [first, last] ranks, 1 <= first <= last", ["[[1,100],[101,200]]"])
+    require_number(cfg, "fig5.images", integer=True, minimum=0)
+    require_device(cfg)
     top_n = get(cfg, "top_n")
     sizes = list(top_n) if _is_list(top_n) else [top_n]
     for n in sizes:  # the upper bound (the latent size) is checked once the model is built
@@ -439,3 +539,21 @@ def check_rank(cfg) -> list[int]:
     if source == "segmentation":
         require_positive_int(cfg, "segmentation.num_classes")
     return [int(n) for n in sizes]
+
+
+def check_decode(cfg) -> list[int]:
+    """``spatialprobe.decode``: checks that need neither data nor a model; returns the grid sizes n."""
+    grid = get(cfg, "grid")
+    grids = list(grid) if _is_list(grid) else [grid]
+    for n in grids:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ConfigError("grid", n, "must be a grid size n >= 2 (n x n cells), or a list of them", ["3", "[3,5]"])
+    if not get(cfg, "checkpoint") and not get(cfg, "sweep_dir"):
+        require_given(cfg, "checkpoint", "runs/<run>/checkpoints/last.ckpt (or sweep_dir=runs/sweeps/<experiment>)",
+                      "the spatialprobe.train checkpoint whose latent is read out")
+    for key in ("train_images", "test_images", "placements", "epochs", "batch_size"):
+        require_positive_int(cfg, key)
+    require_number(cfg, "lr", minimum=0, exclusive_minimum=True)
+    require_number(cfg, "seed", integer=True, minimum=0)
+    require_device(cfg)
+    return [int(n) for n in grids]

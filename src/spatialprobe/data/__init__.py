@@ -38,8 +38,10 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
+    from ..tasks import context_margin  # shift consistency cuts its views from a larger test crop
+
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                                             channels_last=_channels_last(cfg))
+                                             channels_last=_channels_last(cfg), context=context_margin(cfg))
 
 
 def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
@@ -48,11 +50,18 @@ def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
                                channels_last=_channels_last(cfg))
 
 
+def build_cityscapes_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    from ..segmentation import CityscapesDataModule
+
+    return CityscapesDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed), channels_last=_channels_last(cfg))
+
+
 #: dataset.kind (spatialprobe.schema.DATASET_KINDS) -> its datamodule builder
 KINDS = {
     "array": build_array_datamodule,
     "imagefolder": build_imagefolder_datamodule,
     "grid": build_grid_datamodule,  # part B: images pasted into an n x n grid
+    "cityscapes": build_cityscapes_datamodule,  # part B: semantic segmentation (task=segment)
 }
 
 

@@ -12,12 +12,13 @@ from omegaconf import DictConfig
 from ..schema import unit_count
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
+from .deeplab import DeepLabFamily
 from .mobilenet import MobileNetV2Family
 from .resnet import ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily()]
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), DeepLabFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
 
 

@@ -13,8 +13,8 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 
 from ..methods.conv1x1 import pool2x2
+from ..schema import resolve_stem
 from .base import Family
-from .resnet import resolve_stem
 
 
 def _depthwise_index(block: nn.Module) -> int:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ..schema import scaled
+from ..schema import resolve_stem, scaled
 from .base import Family, init_like_torchvision
 
 LAYOUTS = {
@@ -22,10 +22,6 @@ LAYOUTS = {
     "resnet101": (Bottleneck, [3, 4, 23, 3]),
     "resnet152": (Bottleneck, [3, 8, 36, 3]),
 }
-def resolve_stem(stem: str, image_size: int) -> str:
-    return ("cifar" if image_size <= 64 else "imagenet") if stem == "auto" else stem
-
-
 class ResNetFamily(Family):
     """Units are blocks. A shuffle goes before each 3x3 conv (both in a basic block, the middle
     one in a bottleneck) and, with its own permutation, before the skip branch, so the block

@@ -13,9 +13,8 @@ from torch import nn
 from torchvision.models import squeezenet1_0
 from torchvision.models.squeezenet import Fire
 
-from ..schema import scaled
+from ..schema import resolve_stem, scaled
 from .base import Family
-from .resnet import resolve_stem
 
 
 class SqueezeNetFamily(Family):
