@@ -30,12 +30,12 @@ class ConfigError(UserError):
         super().__init__(msg)
 
 
-class MissingKeyError(UserError):
+class MissingKeyError(ConfigError):
     """A mandatory key was not given (``???`` in its yaml, or needed by the command): named with an example."""
 
     def __init__(self, key: str, what: str, example: str):
-        self.key, self.what, self.example = key, what, example
-        super().__init__(f"{key} is required: {what}; e.g. {example}")
+        self.key, self.value, self.reason, self.choices = key, None, what, [example]
+        UserError.__init__(self, f"{key} is required: {what}; e.g. {example}")
 
 
 class DataError(UserError):
