@@ -89,6 +89,8 @@ CASES = [
                                                      "e.g. python -m spatialprobe.plot runs/sweeps/"]),
     ("collect-without-dirs", "spatialprobe.collect", [], ["give sweep directories",
                                                           "e.g. python -m spatialprobe.collect runs/sweeps/"]),
+    ("decode-without-checkpoint", "spatialprobe.decode", [], ["checkpoint is required",
+                                                              "or sweep_dir=runs/sweeps/<experiment>"]),
     ("search_k-without-a-method", "spatialprobe.search_k", ["method=none"],
      ["method='none' is invalid: search_k needs a method that modifies units", "conv1x1"]),
 ]
@@ -96,8 +98,8 @@ CASES = [
 
 def test_the_catalogue_is_big_and_covers_every_entry_point():
     assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
-    assert {c[1] for c in CASES} == {f"spatialprobe.{m}" for m in ("train", "evaluate", "inspect", "rank", "search_k",
-                                                                    "collect", "plot")}
+    assert {c[1] for c in CASES} == {f"spatialprobe.{m}" for m in ("train", "evaluate", "inspect", "rank", "decode",
+                                                                    "search_k", "collect", "plot")}
 
 
 @pytest.mark.parametrize("module,args,needles", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -40,13 +40,13 @@ def test_unit_counts_are_those_of_the_built_models(arch):
     from spatialprobe.models import ARCHS
 
     assert set(ARCHS) == set(schema.UNIT_COUNTS)
-    assert len(build(arch, 0.125).unit_names()) == schema.UNIT_COUNTS[arch]
+    assert len(build(arch, 1.0 if arch in schema.FULL_WIDTH_ONLY else 0.125).unit_names()) == schema.UNIT_COUNTS[arch]
 
 
 @pytest.mark.parametrize("arch", schema.ARCHS)
 def test_the_width_rule_names_the_narrowest_layer_of_the_built_models(arch):
-    widths = (1.0, 0.3, 0.1, 0.0625, 0.02) if arch in ("resnet18", "vgg16_bn", "squeezenet1_0", "mobilenet_v2") \
-        else (0.3, 0.1, 0.0625, 0.02)
+    widths = (1.0,) if arch in schema.FULL_WIDTH_ONLY else (1.0, 0.3, 0.1, 0.0625, 0.02) if arch in (
+        "resnet18", "vgg16_bn", "squeezenet1_0", "mobilenet_v2") else (0.3, 0.1, 0.0625, 0.02)
     for width in widths:
         model = build(arch, width, classes=1000)  # the classifier (1000 outputs) is never the narrowest layer
         convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -124,6 +124,7 @@ ANSWERS = [
     ("spatialprobe.evaluate", ["ckpt=none.ckpt"], 2),
     ("spatialprobe.evaluate", [], 2),
     ("spatialprobe.rank", [], 2),
+    ("spatialprobe.decode", ["grid=1"], 2),
 ]
 
 
