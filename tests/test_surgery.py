@@ -15,6 +15,7 @@ from spatialprobe.measure import count_params, receptive_field
 from spatialprobe.methods.base import StochasticOp
 from spatialprobe.methods.gap_fc import GlobalAvgPool
 from spatialprobe.models import build_model, unit_count
+from spatialprobe.schema import check_method
 
 ARCH_LIST = ["vgg16_bn", "resnet18", "resnet50", "resnet152", "mobilenet_v2", "squeezenet1_0"]
 TINY_WIDTH = {"mobilenet_v2": 0.1}
@@ -268,5 +269,5 @@ def cfg(arch="resnet18", method="spatial_shuffle", k=0, **kw):
 )
 def test_bad_method_config_names_key_and_range(c, key, text):
     with pytest.raises(ConfigError) as err:
-        surgery.validate(c)
+        check_method(c)
     assert err.value.key == key and text in str(err.value)

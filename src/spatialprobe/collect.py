@@ -19,14 +19,15 @@ and table names), which ``plot`` leaves aside.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from .config import ArgumentParser
 from .errors import UserError, reported
 from .records import RECORD_NAME, read_json
+from .schema import PARAMETER_FREE
 
 # Leading columns, in this order; every other column follows alphabetically.
 FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "method", "k", "seed", "unit",
@@ -34,7 +35,8 @@ FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "met
          "test_top1_best", "val_top1", "val_top1_best", "test_top5_final", "epochs", "wall_time_s", "run_dir"]
 # Record fields that are bulky or only useful inside one run; left out of the table.
 SKIP = {"config", "feature_maps", "checkpoints", "top1", "loss", "modified_unit_names", "examples"}
-STOCHASTIC_METHODS = {"spatial_shuffle", "patch_shuffle", "channel_shuffle"}
+STOCHASTIC_METHODS = set(PARAMETER_FREE)
+EXAMPLE = "python -m spatialprobe.collect runs/sweeps/<experiment>"
 
 
 def flatten(obj: dict, prefix: str = "") -> dict:
@@ -180,7 +182,8 @@ def collect_wandb(path: str, group: str | None = None, api=None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spatialprobe.collect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m spatialprobe.collect", description=__doc__.split("\n\n")[0],
+                            example=EXAMPLE)
     parser.add_argument("dirs", nargs="*", help="sweep (or run) directories to search for records")
     parser.add_argument("-o", "--output", help="CSV to write (default: DIR/results.csv for one DIR, else ./results.csv)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of this W&B project instead")
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with reported():
         if bool(args.dirs) == bool(args.wandb):
-            raise UserError("give sweep directories or --wandb ENTITY/PROJECT (one of the two)")
+            raise UserError(f"give sweep directories or --wandb ENTITY/PROJECT (one of the two); e.g. {EXAMPLE}")
         df = collect_wandb(args.wandb, args.group) if args.wandb else collect_dirs(args.dirs)
         out = Path(args.output) if args.output else (
             Path(args.dirs[0]) / "results.csv" if len(args.dirs) == 1 else Path("results.csv"))

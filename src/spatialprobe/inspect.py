@@ -17,17 +17,17 @@ from omegaconf import DictConfig
 from . import CONF_DIR
 from .config import hydra_entry
 from .errors import reported
+from .schema import validate_inspect
 
 
 def describe(cfg: DictConfig) -> dict:
+    validate_inspect(cfg)  # before torch is imported: a bad K is answered at once
     import torch
 
     from . import models, surgery
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .tasks import build_network
 
-    models.validate(cfg)
-    surgery.validate(cfg)
     torch.manual_seed(int(cfg.seed))
     size = int(cfg.dataset.image_size)
     model = models.build_model(cfg.model, int(cfg.dataset.num_classes), size)
@@ -58,7 +58,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main)
+    hydra_entry(_hydra_main, config_name="inspect", validate=validate_inspect)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ table as a wandb.Table (see ``loggers.log_figures``). A plot function returns wh
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -38,20 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import ArgumentParser
 from .errors import UserError, reported
-from .records import VOLATILE_KEYS
+from .schema import is_result_neutral
 
 REQUIRED = ["model", "dataset", "method", "k", "status", "params"]
-# config columns that never define a curve of their own: the axes and seeds, where the data is read
-# from, and every key that does not change a run's result (records.VOLATILE_KEYS)
-NOT_VARIANTS = {"config.k", "config.seed", "config.method.name", "config.method.unit", "config.dataset.root",
-                "config.dataset.download", "config.dataset.verify", "config.dataset.format", "config.eval.seed",
-                "config.eval.test_best"}
-VOLATILE_COLUMNS = tuple(f"config.{key}" for key in VOLATILE_KEYS)
+# config columns that never define a curve of their own: the axes and what is averaged over (K, the
+# single unit, the method, the seeds), eval.test_best (test_top1 is the final model's either way), and
+# every key that does not change a run's result (spatialprobe.schema.RESULT_NEUTRAL_KEYS)
+AXES = {"config.k", "config.seed", "config.method.name", "config.method.unit", "config.eval.seed",
+        "config.eval.test_best"}
 
 
 def _not_a_variant(column: str) -> bool:
-    return column in NOT_VARIANTS or any(column == v or column.startswith(v + ".") for v in VOLATILE_COLUMNS)
+    return column in AXES or (column.startswith("config.") and is_result_neutral(column[len("config."):]))
 
 
 def load_table(path: str | Path, metric: str = "test_top1"):
@@ -354,7 +353,8 @@ def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: flo
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spatialprobe.plot", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m spatialprobe.plot", description=__doc__.split("\n\n")[0],
+                            example="python -m spatialprobe.plot runs/sweeps/<experiment>/results.csv")
     parser.add_argument("table", help="CSV written by python -m spatialprobe.collect")
     parser.add_argument("-o", "--outdir", help="where figures and tables go (default: figures/ beside the table)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="points below the baseline still counted "

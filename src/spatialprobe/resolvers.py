@@ -5,7 +5,10 @@ task (n*n cells for ``location``, the source's classes for ``class``);
 ``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side);
 ``${sp.count_or:${.classes},${.source_classes}}``: the length of a list, or the default when it is null
 (cifar10_detect's classes: the chosen source classes, or all of them). Invalid inputs resolve to
-None; the config checks (``spatialprobe.data.validate``) then name the key the user set.
+None; the config checks (``spatialprobe.schema.check_dataset``) then name the key the user set.
+``${sp.result_neutral_keys:}``: the override keys left out of a run directory's name
+(conf/train.yaml), from ``spatialprobe.schema.RESULT_NEUTRAL_KEYS``. Registered when the package is
+imported, before Hydra composes a config.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def count_or(items, default):
 
 
 def register() -> None:
+    from .schema import result_neutral_override_keys
+
     OmegaConf.register_new_resolver("sp.grid_classes", grid_classes, replace=True)
     OmegaConf.register_new_resolver("sp.mul", mul, replace=True)
     OmegaConf.register_new_resolver("sp.count_or", count_or, replace=True)
+    OmegaConf.register_new_resolver("sp.result_neutral_keys", result_neutral_override_keys, replace=True)

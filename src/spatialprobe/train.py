@@ -19,9 +19,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
-from .config import hydra_entry, require_choice, require_number
-from .errors import ConfigError, UserError, one_line, reported
-from .records import RunRecord, config_hash, git_state
+from .config import hydra_entry
+from .errors import UserError, one_line, reported
+from .records import RunRecord, config_diff, config_hash, git_state
 from .runtime import (
     check_output_overrides,
     ensure_writable,
@@ -29,35 +29,14 @@ from .runtime import (
     hydra_output_dir,
     hydra_sweep_name,
 )
+from .schema import recipe_note, validate_train
 
 log = logging.getLogger("spatialprobe")
 
 
 def validate(cfg: DictConfig) -> None:
-    """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, loggers, models, speed, surgery, tasks
-
-    require_number(cfg, "seed", integer=True, minimum=0)
-    data.validate(cfg)
-    models.validate(cfg)
-    surgery.validate(cfg)
-    tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
-    require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
-    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "exponential", "poly", "constant"])
-    require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
-    require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
-    require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
-    speed.validate(cfg)  # channels_last, compile, precision
-    require_number(cfg, "recipe.weight_decay", minimum=0)
-    require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
-    require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
-    require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
-    require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
-    require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)
-    only = cfg.debug.get("only_jobs")
-    if only is not None and not (OmegaConf.is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in only)):
-        raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
-    loggers.validate(cfg)  # logger.name, W&B mode and, online, credentials
+    """Every check that needs neither data nor a device (spatialprobe.schema); runs before anything is written."""
+    validate_train(cfg)
 
 
 def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
@@ -77,10 +56,13 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """Train and test one configuration; return its (complete) result record."""
+    validate(cfg)  # before torch is imported: a bad value is answered at once
+    note = recipe_note(cfg)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     from .loggers import isolated_run
     from .speed import check_devices, is_global_zero
 
-    validate(cfg)
     check_devices(cfg)  # GPU present, bf16 support, devices vs SLURM tasks: before anything is written
     run_dir = Path(run_dir or hydra_output_dir() or Path(cfg.paths.run_root) / cfg.name)
     ensure_writable(run_dir)
@@ -88,8 +70,11 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     chash = config_hash(resolved)
     record = RunRecord(run_dir, write=is_global_zero())  # DDP: every process runs this; rank 0 keeps the record
     if record.data.get("config_hash") not in (None, chash) and record.status == "complete":
+        differ = config_diff(record.data.get("config") or {}, resolved)
         raise UserError(f"{run_dir} already holds a complete run of a different configuration "
-                        f"(config_hash {record.data['config_hash']}); choose another hydra.run.dir")
+                        f"(config_hash {record.data['config_hash']}"
+                        f"{'; it differs in ' + ', '.join(differ[:6]) if differ else ''}); choose another "
+                        "hydra.run.dir")
     if cfg.resume and record.is_complete_for(chash):
         log.info("%s: already complete (config_hash %s), skipped", run_dir, chash)
         print(f"skipped, already complete: {record.path}")
@@ -242,7 +227,7 @@ def _sweep_job(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main, check_output_overrides)
+    hydra_entry(_hydra_main, check_output_overrides, config_name="train", validate=validate)
 
 
 if __name__ == "__main__":
