@@ -36,19 +36,15 @@ log = logging.getLogger("spatialprobe")
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
     from . import data, models, speed, surgery, tasks
+    from .module import validate_recipe
 
     require_number(cfg, "seed", integer=True, minimum=0)
     data.validate(cfg)
     models.validate(cfg)
     surgery.validate(cfg)
     tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
-    require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
-    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "constant"])
-    require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
-    require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
-    require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
+    validate_recipe(cfg)  # optimiser, schedule, their numbers
     speed.validate(cfg)  # channels_last, compile, precision
-    require_number(cfg, "recipe.weight_decay", minimum=0)
     require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
