@@ -37,7 +37,7 @@ def describe(cfg: DictConfig) -> dict:
         "params": count_params(model), "params_m": round(count_params(model) / 1e6, 2),
         "flops": count_flops(model, size), "units": len(model.unit_names()),
         "modified_units": report.modified_units, "stripped_units": report.stripped_units,
-        "feature_maps": feature_maps(model, size), "receptive_field": receptive_field(model),
+        "feature_maps": feature_maps(model, size), "receptive_field": receptive_field(model, report.modified_units),
     }
 
 
