@@ -94,3 +94,133 @@ def test_squeezenet_table4_row_is_the_first_two_fire_modules():
         surgery.apply(model, OmegaConf.create({"name": "conv1x1", "unit": unit}), 0, 224)
     first_two = count_params(model)
     assert first_two == base - 2 * 16 * 64 * 8 == 1_232_040 and round(first_two / 1e6, 2) == 1.23
+
+
+# ---- figures drawn from records and logged metrics (nothing is re-trained) --------------------------
+
+def write_metrics(run_dir, attempt: int, rows: list[dict]) -> None:
+    import pandas as pd
+
+    path = run_dir / "logs" / f"attempt-{attempt}" / "metrics.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_epoch_metrics_merge_attempts_and_skip_step_rows(tmp_path):
+    from spatialprobe.collect import epoch_metrics
+
+    run = tmp_path / "run"
+    write_metrics(run, 1, [{"epoch": 0, "step": 9, "train_loss_step": 2.0},
+                           {"epoch": 0, "step": 9, "val_top1": 20.0},
+                           {"epoch": 0, "step": 9, "train_top1": 15.0, "train_loss_epoch": 2.1},
+                           {"epoch": None, "step": 10, "lr-SGD": 0.1},
+                           {"epoch": 1, "step": 19, "val_top1": 30.0}])  # killed before epoch 1 ended
+    write_metrics(run, 2, [{"epoch": 1, "step": 19, "val_top1": 31.0},  # the resumed attempt wins
+                           {"epoch": 1, "step": 19, "train_top1": 28.0}])
+    ep = epoch_metrics(run)
+    assert ep["epoch"].tolist() == [0, 1] and ep["val_top1"].tolist() == [20.0, 31.0]
+    assert ep["train_top1"].tolist() == [15.0, 28.0] and "train_loss_step" not in ep.columns
+    assert epoch_metrics(tmp_path / "nothing") is None
+
+
+def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path):
+    """S0 Fig. 1: the baseline and the shuffled network, train and test accuracy per epoch."""
+    import pandas as pd
+    from matplotlib.image import imread
+
+    from spatialprobe.plot import make_all
+
+    rows = []
+    for k, final in ((0, 74.1), (7, 71.4)):
+        run = tmp_path / "sweep" / f"k={k}"
+        write_metrics(run, 1, [{"epoch": e, "train_top1": 10.0 + e * 8, "val_top1": 12.0 + e * 7}
+                               for e in range(8)])
+        rows.append({"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar100",
+                     "method": "spatial_shuffle", "k": k, "params": 1, "units": 13, "test_top1": final,
+                     "run_dir": str(run)})
+    table = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    written = {p.name for p in make_all(table, tmp_path / "fig")}
+    assert "curves_vgg16_cifar100.png" in written and "curves_vgg16_cifar100.pdf" in written
+    assert imread(tmp_path / "fig" / "curves_vgg16_cifar100.png").shape[0] > 300
+    # more runs than a readable figure holds: only with --curves
+    many = pd.DataFrame([{**rows[0], "k": k} for k in range(9)])
+    many.to_csv(table, index=False)
+    assert "curves_vgg16_cifar100.png" not in {p.name for p in make_all(table, tmp_path / "many")}
+    assert "curves_vgg16_cifar100.png" in {p.name for p in make_all(table, tmp_path / "forced", curves=True)}
+
+
+def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path):
+    """S1 Fig. 7 and Table 2 (left): evaluation rows at several K, every training -> test scheme."""
+    import pandas as pd
+
+    from spatialprobe.plot import make_all
+
+    def ev(train, test, k, test_k, acc):
+        return {"record": "eval", "status": "complete", "model": "vgg16", "dataset": "cifar100", "method": train,
+                "train_method": train, "test_method": test, "k": k, "test_k": test_k, "params": 1,
+                "test_top1": acc, "test_top1_std": 0.2}
+
+    rows = [ev("none", "none", 0, 0, 74.1)]
+    for k in (1, 2, 3):
+        rows += [ev("spatial_shuffle", "spatial_shuffle", k, k, 74.0 - k), ev("spatial_shuffle", "none", k, k, 73 - k),
+                 ev("none", "spatial_shuffle", 0, k, 30.0 / k)]
+    table = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    written = {p.name for p in make_all(table, tmp_path / "fig")}
+    assert "mismatch_vgg16_cifar100.png" in written
+    m = pd.read_csv(tmp_path / "fig" / "train_test_matrix.csv")
+    k3 = m[m.K == 3].set_index("train_method")
+    assert k3.loc["spatial_shuffle", "none"] == "70.00 ± 0.20" and k3.loc["none", "spatial_shuffle"] == "10.00 ± 0.20"
+    assert m[m.K == 0].set_index("train_method").loc["none", "none"] == "74.10 ± 0.20"
+
+
+def test_plot_draws_the_depth_ablation(tmp_path):
+    """S1 Fig. 3 (left): the last 6 units 1x1, the last n of them removed, x = 6 - n."""
+    import pandas as pd
+
+    from spatialprobe.plot import make_all
+
+    rows = [{"record": "train", "status": "complete", "model": "resnet50", "dataset": "imagenet32",
+             "method": "conv1x1", "k": 6, "params": 10 - n, "units": 16, "test_top1": 61.0 - n,
+             "config.method.strip": n} for n in range(6)]
+    rows.append({**rows[0], "k": 0, "config.method.strip": 0, "test_top1": 61.9})
+    table = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    assert "depth_resnet50_imagenet32.png" in {p.name for p in make_all(table, tmp_path / "fig")}
+
+
+def test_collect_calls_a_k0_checkpoint_of_a_shuffle_sweep_the_baseline(tmp_path):
+    """S1 Fig. 7's none -> shuffle curve evaluates the K=0 run of the spatial-shuffle sweep: it was trained
+    without any shuffle, so its training scheme is 'none', whatever the sweep's method name."""
+    from spatialprobe.collect import collect_dirs
+    from spatialprobe.records import write_json_atomic
+
+    run = tmp_path / "sweep" / "k=0,method=spatial_shuffle"
+    write_json_atomic(run / "result.json", {"status": "complete", "model": "vgg16", "dataset": "cifar100",
+                                            "method": "spatial_shuffle", "k": 0, "config": {"method": {}}})
+    ev = {"trained": {"model": "vgg16", "dataset": "cifar100", "method": "spatial_shuffle", "k": 0, "seed": 0},
+          "keep_method": True, "test_time_method": {"method": "spatial_shuffle", "k": 5}, "top1_mean": 3.0,
+          "top1_std": 1.0, "passes": 200}
+    write_json_atomic(run / "checkpoints" / "eval-spatial_shuffle-k5-x.json", ev)
+    row = collect_dirs([tmp_path / "sweep"]).query("record == 'eval'").iloc[0]
+    assert (row.train_method, row.test_method, row.test_k) == ("none", "spatial_shuffle", 5)
+
+
+def test_mlp_comparator_of_s0_section_4_1(fake_cifar10, tmp_path):
+    """model=mlp: flattened image -> 512 hidden units, ReLU -> classes; trains like any model; no units."""
+    from spatialprobe.errors import ConfigError
+    from spatialprobe.models import unit_count
+    from spatialprobe.train import run, validate
+
+    info = inspect("model=mlp", "dataset=cifar100")
+    assert info["params"] == 3 * 32 * 32 * 512 + 512 + 512 * 100 + 100 and info["units"] == 0
+    assert info["receptive_field"] is None  # every hidden unit sees the whole image
+    assert unit_count("mlp") == 0
+    with pytest.raises(ConfigError, match="mlp has 0 modifiable units"):
+        validate(compose_train("model=mlp", "method=conv1x1", "k=1"))
+    cfg = compose_train("model=mlp", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY,
+                        f"paths.cache_dir={tmp_path / 'cache'}")
+    record = run(cfg, tmp_path / "run")
+    assert record["status"] == "complete" and record["params"] == 3 * 32 * 32 * 32 + 32 + 32 * 10 + 10
+    assert 0 <= record["test_top1"] <= 100

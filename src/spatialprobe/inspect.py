@@ -48,7 +48,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     modified = set(info["modified_units"])
     print(f"{info['arch']} on {info['dataset']} ({info['image_size']} px, {info['num_classes']} classes), "
           f"{info['method']} k={info['k']}: {info['params']:,} params ({info['params_m']}M), "
-          f"{info['flops'] / 1e9:.3f} GFLOPs/image, receptive field {info['receptive_field']} px")
+          f"{info['flops'] / 1e9:.3f} GFLOPs/image, receptive field "
+          f"{'the whole image' if info['receptive_field'] is None else str(info['receptive_field']) + ' px'}")
     for fm in info["feature_maps"]:
         mark = "*" if fm["unit"] in modified else " "
         print(f"  {mark} unit {fm['unit']:>2} {fm['name']:<14} in {fm['input']} out {fm['output']}")

@@ -7,12 +7,13 @@ from omegaconf import DictConfig
 from ..config import require_choice, require_number, require_positive_int
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
+from .mlp import MLPFamily
 from .mobilenet import MobileNetV2Family
 from .resnet import STEMS, ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily()]
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), MLPFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
 
 
@@ -30,6 +31,8 @@ def validate(cfg: DictConfig) -> None:
         require_positive_int(cfg, "model.fc_width")
     if "dropout" in cfg.model:
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
+    if "hidden" in cfg.model:
+        require_positive_int(cfg, "model.hidden")
     position.validate(cfg)  # head (gapnet / permutenet), padding, blurpool
 
 
