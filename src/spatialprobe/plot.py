@@ -113,11 +113,9 @@ def aggregate(points, metric: str = "test_top1"):
 
 
 def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
 
     written = []
     for (model, dataset), grp in agg.groupby(["model", "dataset"], sort=True):
@@ -146,19 +144,14 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
                 if b["baseline_std"] and not math.isnan(b["baseline_std"]):
                     ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
                                alpha=0.08, lw=0)
-            ax.set_xlabel(xlabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K and unit indices are whole numbers
-            ax.set_ylabel(f"{metric} (%)")
-            ax.set_title(f"{model} on {dataset}")
-            ax.grid(alpha=0.3)
             units = grp["units"].dropna() if "units" in grp.columns else []
             if kind == "kcurve" and len(units):
                 n = float(units.iloc[0])
                 top = ax.secondary_xaxis("top", functions=(lambda x, n=n: 100.0 * x / n, lambda p, n=n: p * n / 100.0))
                 top.set_xlabel("% of the units modified")
-            ax.legend(fontsize=8, loc="best")
-            fig.tight_layout()
-            written += _figure(outdir, f"{kind}_{model}_{dataset}", fig)
+            written += _figure(outdir, f"{kind}_{model}_{dataset}", fig, ax, xlabel, f"{metric} (%)",
+                               f"{model} on {dataset}")
     return written
 
 
@@ -199,13 +192,29 @@ def train_test_matrix(df):
                             aggfunc="first").reset_index()
 
 
-def _figure(outdir: Path, stem: str, fig) -> list[Path]:
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure(outdir: Path, stem: str, fig, ax=None, xlabel: str = "", ylabel: str = "", title: str = "",
+            legend: dict | None = None) -> list[Path]:
+    """Label ``ax`` (when given), lay out and save ``fig`` as ``stem``.png and .pdf in ``outdir``; close it."""
+    if ax is not None:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(**{"fontsize": 8, "loc": "best", **(legend or {})})
+    fig.tight_layout()
     paths = [outdir / f"{stem}.{ext}" for ext in ("png", "pdf")]
     for path in paths:
         fig.savefig(path, dpi=150)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _pyplot().close(fig)
     return paths
 
 
@@ -213,12 +222,9 @@ def plot_mismatch(df, outdir: Path) -> list[Path]:
     """S1 Fig. 7: accuracy vs K for every training -> test scheme of a stochastic method (shuffle -> shuffle,
     shuffle -> none, none -> shuffle; none -> none as the baseline line), from evaluation rows; drawn where
     some scheme has two K or more."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    plt = _pyplot()
     ev = eval_points(df)
     if ev is None:
         return []
@@ -236,25 +242,16 @@ def plot_mismatch(df, outdir: Path) -> list[Path]:
         base = grp[(grp["K"] == 0) & (grp["train_method"] == "none") & (grp["test_method"] == "none")]
         if not base.empty:
             ax.axhline(base["test_top1"].iloc[0], color="black", ls="--", lw=1.2, label="none -> none")
-        ax.set_xlabel("K (units shuffled, counted from the last)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("test top-1 (%), mean over evaluation passes")
-        ax.set_title(f"{model} on {dataset}: training -> test scheme")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        written += _figure(outdir, f"mismatch_{model}_{dataset}", fig)
+        written += _figure(outdir, f"mismatch_{model}_{dataset}", fig, ax, "K (units shuffled, counted from the last)",
+                           "test top-1 (%), mean over evaluation passes", f"{model} on {dataset}: training -> test scheme")
     return written
 
 
 def plot_depth(points, outdir: Path, metric: str = "test_top1") -> list[Path]:
     """S1 Fig. 3 (left): accuracy vs the number of modified units kept (K - ``method.strip``) where the
     table has a depth ablation (several ``method.strip`` values at one K), with the baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     if "config.method.strip" not in points.columns:
         return []
     written = []
@@ -271,13 +268,8 @@ def plot_depth(points, outdir: Path, metric: str = "test_top1") -> list[Path]:
         base = grp[grp["k"] == 0][metric]
         if not base.empty:
             ax.axhline(base.mean(), color="black", ls="--", lw=1.2, label="baseline")
-        ax.set_xlabel("modified units kept (K - method.strip)")
-        ax.set_ylabel(f"{metric} (%)")
-        ax.set_title(f"{model} on {dataset}: depth ablation")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
-        written += _figure(outdir, f"depth_{model}_{dataset}", fig)
+        written += _figure(outdir, f"depth_{model}_{dataset}", fig, ax, "modified units kept (K - method.strip)",
+                           f"{metric} (%)", f"{model} on {dataset}: depth ablation")
     return written
 
 
@@ -289,12 +281,11 @@ def plot_training_curves(points, outdir: Path, force: bool = False) -> list[Path
     """S0 Fig. 1: train and validation top-1 per epoch of every run of a (model, dataset), read from the runs'
     own logged metrics (``logs/attempt-*/metrics.csv`` via ``collect.epoch_metrics``); nothing is re-run.
     With ``dataset.val_size=0`` (the default) the validation split is the test set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from .collect import epoch_metrics
+
+    plt = _pyplot()
 
     if "run_dir" not in points.columns:
         return []
@@ -317,13 +308,9 @@ def plot_training_curves(points, outdir: Path, force: bool = False) -> list[Path
                 if col in epochs.columns:
                     pts = epochs.dropna(subset=[col])
                     ax.plot(pts["epoch"] + 1, pts[col], ls=ls, color=c, label=f"{label} ({what})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("top-1 (%)")
-        ax.set_title(f"{model} on {dataset}: training curves")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-        fig.tight_layout()
-        written += _figure(outdir, f"curves_{model}_{dataset}", fig)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        written += _figure(outdir, f"curves_{model}_{dataset}", fig, ax, "epoch", "top-1 (%)",
+                           f"{model} on {dataset}: training curves", {"fontsize": 7, "loc": "lower right"})
     return written
 
 
