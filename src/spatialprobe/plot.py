@@ -22,15 +22,27 @@ Writes into DIR (default: figures/ beside the table), PNG and PDF for every figu
 * ``depth_<model>_<dataset>``: with a depth ablation (``method.strip`` swept), accuracy vs the modified
   units kept (S1 Fig. 3 left);
 * ``curves_<model>_<dataset>``: train and validation top-1 per epoch of every run, read from the runs'
-  logged ``metrics.csv`` (S0 Fig. 1); for at most 8 runs per model and data set unless ``--curves``.
+  logged ``metrics.csv`` (S0 Fig. 1); for at most 8 runs per model and data set unless ``--curves``;
+* ``cost_<model>_<dataset>``: accuracy against parameters and against FLOPs, every method, variant
+  and K a point, the Pareto front (the most accurate network for its cost) drawn and ringed;
+  ``pareto.{csv,md}``: the points of every front.
+
+With ``--wandb`` everything written also goes into one W&B run (job_type ``figures``) in the
+group of the table's runs: every figure as an image, the lines it draws as a native chart, every
+table as a wandb.Table (see ``loggers.log_figures``). A plot function returns what it wrote as
+:class:`Outputs` (paths, and the :class:`Chart` data of its figures, via :func:`save_figure` and
+:func:`write_table`); ``make_all`` adds them up, and W&B logs whatever is there.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError, reported
 from .records import VOLATILE_KEYS
@@ -112,12 +124,73 @@ def aggregate(points, metric: str = "test_top1"):
     return agg
 
 
-def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
+@dataclass
+class Chart:
+    """The lines one figure (or panel) draws, for a native chart (W&B line series): ``points`` has
+    the columns ``series`` (one line each), ``x`` and ``y``."""
+
+    title: str
+    xname: str
+    points: Any
+
+
+class Outputs(list):
+    """What plot wrote: the paths (a list, as before) and ``charts``, the data behind its figures
+    by name. ``+=`` merges both, so every figure and table a plot function returns is logged to
+    W&B by ``--wandb`` without a list of names to keep up to date."""
+
+    def __init__(self, paths=(), charts: dict[str, Chart] | None = None):
+        super().__init__(paths)
+        self.charts: dict[str, Chart] = dict(charts or {})
+
+    def __iadd__(self, other):
+        super().__iadd__(other)
+        self.charts.update(getattr(other, "charts", {}))
+        return self
+
+
+def save_figure(fig, stem: Path, charts: dict[str, Chart] | None = None) -> Outputs:
+    """``stem``.png and .pdf, the figure closed; ``charts`` (name -> Chart) registered with them."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{stem}.{ext}", dpi=150)
+        paths.append(Path(f"{stem}.{ext}"))
+    plt.close(fig)
+    return Outputs(paths, charts)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _labelled(ax, xlabel: str, ylabel: str, title: str, legend: dict | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**{"fontsize": 8, "loc": "best", **(legend or {})})
+    ax.figure.tight_layout()
+
+
+def _chart(title: str, xname: str, drawn: list) -> Chart:
+    import pandas as pd
+
+    return Chart(title, xname, pd.DataFrame(drawn, columns=["series", "x", "y"]))
+
+
+def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
+    import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
     plt = _pyplot()
-
-    written = []
+    written = Outputs()
     for (model, dataset), grp in agg.groupby(["model", "dataset"], sort=True):
         for kind, rows, xcol, xlabel in (
             ("kcurve", grp[grp["unit"].isna()], "k", "K (last K units modified)"),
@@ -128,12 +201,14 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
                 continue
             fig, ax = plt.subplots(figsize=(6.4, 4.4))
             colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+            drawn = []  # the chart's points: (series, x, y)
             for i, (line, pts) in enumerate(curves.groupby("line", sort=True)):
                 pts = pts.sort_values(xcol)
                 if kind == "kcurve" and pts["k"].max() == 0:
                     continue  # a baseline-only line (method=none): drawn as the baseline below
                 c = colors[i % len(colors)]
                 ax.plot(pts[xcol], pts["acc"], marker="o", ms=4, color=c, label=line)
+                drawn += [(line, x, y) for x, y in zip(pts[xcol], pts["acc"], strict=True)]
                 if (pts["seeds"] > 1).any():
                     ax.fill_between(pts[xcol], pts["acc"] - pts["acc_std"], pts["acc"] + pts["acc_std"], color=c,
                                     alpha=0.2, lw=0)
@@ -141,18 +216,90 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
             for j, (_, b) in enumerate(bases.iterrows()):
                 lab = "baseline" + (f" ({b['setting']})" if b["setting"] else "")
                 ax.axhline(b["baseline"], color="black", ls=("--", ":", "-.")[j % 3], lw=1.2, label=lab)
+                drawn += [(lab, x, b["baseline"]) for x in (curves[xcol].min(), curves[xcol].max())]
                 if b["baseline_std"] and not math.isnan(b["baseline_std"]):
                     ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
                                alpha=0.08, lw=0)
+            ax.set_xlabel(xlabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # K and unit indices are whole numbers
+            ax.set_ylabel(f"{metric} (%)")
+            ax.set_title(f"{model} on {dataset}")
+            ax.grid(alpha=0.3)
             units = grp["units"].dropna() if "units" in grp.columns else []
             if kind == "kcurve" and len(units):
                 n = float(units.iloc[0])
                 top = ax.secondary_xaxis("top", functions=(lambda x, n=n: 100.0 * x / n, lambda p, n=n: p * n / 100.0))
                 top.set_xlabel("% of the units modified")
-            written += _figure(outdir, f"{kind}_{model}_{dataset}", fig, ax, xlabel, f"{metric} (%)",
-                               f"{model} on {dataset}")
+            ax.legend(fontsize=8, loc="best")
+            fig.tight_layout()
+            name = f"{kind}_{model}_{dataset}"
+            chart = Chart(f"{metric} (%) of {model} on {dataset}", xlabel,
+                          pd.DataFrame(drawn, columns=["series", "x", "y"]))
+            written += save_figure(fig, outdir / name, {name: chart})
     return written
+
+
+def pareto_front(points, cost: str):
+    """The points no other point beats (as accurate or more for no more ``cost``, better in one)."""
+    pts = points.dropna(subset=[cost, "acc"]).sort_values([cost, "acc"], ascending=[True, False])
+    best = -math.inf
+    keep = []
+    for idx, acc in zip(pts.index, pts["acc"], strict=True):
+        if acc > best:
+            keep.append(idx)
+            best = acc
+    return pts.loc[keep]
+
+
+COSTS = {"params": "parameters", "flops": "FLOPs (one image)"}
+
+
+def plot_costs(agg, outdir: Path, metric: str = "test_top1") -> tuple[Outputs, Any]:
+    """Accuracy against parameters and against FLOPs, every method, variant and K of a model and
+    data set as a point, the Pareto front (best accuracy for the cost) drawn and ringed; returns the
+    figures and the table of the front points."""
+    import pandas as pd
+
+    plt = _pyplot()
+    written, fronts = Outputs(), []
+    costs = [c for c in COSTS if c in agg.columns and agg[c].notna().any()]
+    curves = agg[agg["unit"].isna()] if costs else agg.iloc[:0]
+    for (model, dataset), grp in curves.groupby(["model", "dataset"], sort=True):
+        if grp["k"].max() == 0:
+            continue  # baselines only: no trade-off to show (as for the K-curves)
+        fig, axes = plt.subplots(1, len(costs), figsize=(6.0 * len(costs), 4.4), squeeze=False)
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        name = f"cost_{model}_{dataset}"
+        charts = {}
+        for ax, cost in zip(axes[0], costs, strict=True):
+            drawn = []
+            for i, (line, pts) in enumerate(grp.groupby("line", sort=True)):
+                pts = pts.dropna(subset=[cost]).sort_values(cost)
+                ax.scatter(pts[cost], pts["acc"], s=18, color=colors[i % len(colors)], label=line, zorder=2)
+                drawn += [(line, x, y) for x, y in zip(pts[cost], pts["acc"], strict=True)]
+            front = pareto_front(grp, cost)
+            ax.step(front[cost], front["acc"], where="post", color="black", lw=1.0, label="Pareto front", zorder=1)
+            ax.scatter(front[cost], front["acc"], s=70, facecolors="none", edgecolors="black", zorder=3)
+            for _, p in front.iterrows():
+                ax.annotate(f"K={int(p['k'])}", (p[cost], p["acc"]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+            drawn += [("Pareto front", x, y) for x, y in zip(front[cost], front["acc"], strict=True)]
+            fronts.append(front.assign(cost=cost))
+            if grp[cost].max() > 20 * grp[cost].min() > 0:
+                ax.set_xscale("log")
+            ax.set_xlabel(COSTS[cost])
+            ax.set_ylabel(f"{metric} (%)")
+            ax.set_title(f"{model} on {dataset}: accuracy vs {COSTS[cost].split()[0]}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+            charts[f"{name}_{cost}"] = Chart(f"{metric} (%) vs {COSTS[cost]}: {model} on {dataset}", COSTS[cost],
+                                             pd.DataFrame(drawn, columns=["series", "x", "y"]))
+        fig.tight_layout()
+        written += save_figure(fig, outdir / name, charts)
+    cols = [c for c in ["model", "dataset", "cost", "line", "method", "k", "params", "flops", "acc", "acc_std",
+                        "seeds", "baseline", "delta"] if c in agg.columns or c == "cost"]
+    front_table = pd.concat(fronts)[cols] if fronts else pd.DataFrame(columns=cols)
+    return written, front_table
 
 
 def summary_tables(agg, tolerance: float = 1.0):
@@ -192,33 +339,7 @@ def train_test_matrix(df):
                             aggfunc="first").reset_index()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _figure(outdir: Path, stem: str, fig, ax=None, xlabel: str = "", ylabel: str = "", title: str = "",
-            legend: dict | None = None) -> list[Path]:
-    """Label ``ax`` (when given), lay out and save ``fig`` as ``stem``.png and .pdf in ``outdir``; close it."""
-    if ax is not None:
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(**{"fontsize": 8, "loc": "best", **(legend or {})})
-    fig.tight_layout()
-    paths = [outdir / f"{stem}.{ext}" for ext in ("png", "pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=150)
-    _pyplot().close(fig)
-    return paths
-
-
-def plot_mismatch(df, outdir: Path) -> list[Path]:
+def plot_mismatch(df, outdir: Path) -> Outputs:
     """S1 Fig. 7: accuracy vs K for every training -> test scheme of a stochastic method (shuffle -> shuffle,
     shuffle -> none, none -> shuffle; none -> none as the baseline line), from evaluation rows; drawn where
     some scheme has two K or more."""
@@ -226,35 +347,42 @@ def plot_mismatch(df, outdir: Path) -> list[Path]:
 
     plt = _pyplot()
     ev = eval_points(df)
+    written = Outputs()
     if ev is None:
-        return []
-    written = []
+        return written
     for (model, dataset), grp in ev.groupby(["model", "dataset"], sort=True):
         shuffled = grp[grp["K"] > 0]
         schemes = shuffled.groupby(["train_method", "test_method"])["K"].nunique()
         if schemes.empty or schemes.max() < 2:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = []
         for (train, test), pts in shuffled.groupby(["train_method", "test_method"], sort=True):
             pts = pts.sort_values("K").drop_duplicates("K")
             ax.errorbar(pts["K"], pts["test_top1"], yerr=pts["test_top1_std"].fillna(0), marker="o", ms=4,
                         capsize=2, label=f"{train} -> {test}")
+            drawn += [(f"{train} -> {test}", x, y) for x, y in zip(pts["K"], pts["test_top1"], strict=True)]
         base = grp[(grp["K"] == 0) & (grp["train_method"] == "none") & (grp["test_method"] == "none")]
         if not base.empty:
             ax.axhline(base["test_top1"].iloc[0], color="black", ls="--", lw=1.2, label="none -> none")
+            drawn += [("none -> none", x, base["test_top1"].iloc[0]) for x in (shuffled["K"].min(), shuffled["K"].max())]
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        written += _figure(outdir, f"mismatch_{model}_{dataset}", fig, ax, "K (units shuffled, counted from the last)",
-                           "test top-1 (%), mean over evaluation passes", f"{model} on {dataset}: training -> test scheme")
+        xlabel = "K (units shuffled, counted from the last)"
+        _labelled(ax, xlabel, "test top-1 (%), mean over evaluation passes",
+                  f"{model} on {dataset}: training -> test scheme")
+        name = f"mismatch_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"train -> test scheme: {model} on {dataset}",
+                                                                 xlabel, drawn)})
     return written
 
 
-def plot_depth(points, outdir: Path, metric: str = "test_top1") -> list[Path]:
+def plot_depth(points, outdir: Path, metric: str = "test_top1") -> Outputs:
     """S1 Fig. 3 (left): accuracy vs the number of modified units kept (K - ``method.strip``) where the
     table has a depth ablation (several ``method.strip`` values at one K), with the baseline."""
     plt = _pyplot()
+    written = Outputs()
     if "config.method.strip" not in points.columns:
-        return []
-    written = []
+        return written
     for (model, dataset), grp in points.groupby(["model", "dataset"], sort=True):
         abl = grp[(grp["k"] > 0) & grp["config.method.strip"].notna()]
         if abl.empty or abl["config.method.strip"].nunique() < 2:
@@ -262,14 +390,20 @@ def plot_depth(points, outdir: Path, metric: str = "test_top1") -> list[Path]:
         abl = abl.assign(kept=abl["k"] - abl["config.method.strip"].astype(int))
         stats = abl.groupby(["method", "k", "kept"])[metric].agg(["mean", "std"]).reset_index()
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = []
         for (method, k), pts in stats.groupby(["method", "k"], sort=True):
-            ax.errorbar(pts["kept"], pts["mean"], yerr=pts["std"].fillna(0), marker="o", ms=4, capsize=2,
-                        label=f"{method}, last {k} units modified, the last K - n of them removed")
+            label = f"{method}, last {k} units modified, the last K - n of them removed"
+            ax.errorbar(pts["kept"], pts["mean"], yerr=pts["std"].fillna(0), marker="o", ms=4, capsize=2, label=label)
+            drawn += [(label, x, y) for x, y in zip(pts["kept"], pts["mean"], strict=True)]
         base = grp[grp["k"] == 0][metric]
         if not base.empty:
             ax.axhline(base.mean(), color="black", ls="--", lw=1.2, label="baseline")
-        written += _figure(outdir, f"depth_{model}_{dataset}", fig, ax, "modified units kept (K - method.strip)",
-                           f"{metric} (%)", f"{model} on {dataset}: depth ablation")
+            drawn += [("baseline", x, base.mean()) for x in (stats["kept"].min(), stats["kept"].max())]
+        xlabel = "modified units kept (K - method.strip)"
+        _labelled(ax, xlabel, f"{metric} (%)", f"{model} on {dataset}: depth ablation")
+        name = f"depth_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"{metric} (%), depth: {model} on {dataset}",
+                                                                 xlabel, drawn)})
     return written
 
 
@@ -277,7 +411,7 @@ def plot_depth(points, outdir: Path, metric: str = "test_top1") -> list[Path]:
 MAX_CURVES = 8
 
 
-def plot_training_curves(points, outdir: Path, force: bool = False) -> list[Path]:
+def plot_training_curves(points, outdir: Path, force: bool = False) -> Outputs:
     """S0 Fig. 1: train and validation top-1 per epoch of every run of a (model, dataset), read from the runs'
     own logged metrics (``logs/attempt-*/metrics.csv`` via ``collect.epoch_metrics``); nothing is re-run.
     With ``dataset.val_size=0`` (the default) the validation split is the test set."""
@@ -286,10 +420,9 @@ def plot_training_curves(points, outdir: Path, force: bool = False) -> list[Path
     from .collect import epoch_metrics
 
     plt = _pyplot()
-
+    written = Outputs()
     if "run_dir" not in points.columns:
-        return []
-    written = []
+        return written
     for (model, dataset), grp in points.groupby(["model", "dataset"], sort=True):
         if len(grp) > MAX_CURVES and not force:
             continue
@@ -302,15 +435,19 @@ def plot_training_curves(points, outdir: Path, force: bool = False) -> list[Path
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        drawn = []
         for i, (label, epochs) in enumerate(runs):
-            c = colors[i % len(colors)]
             for col, ls, what in (("train_top1", "--", "train"), ("val_top1", "-", "val")):
                 if col in epochs.columns:
                     pts = epochs.dropna(subset=[col])
-                    ax.plot(pts["epoch"] + 1, pts[col], ls=ls, color=c, label=f"{label} ({what})")
+                    ax.plot(pts["epoch"] + 1, pts[col], ls=ls, color=colors[i % len(colors)], label=f"{label} ({what})")
+                    drawn += [(f"{label} ({what})", x, y) for x, y in zip(pts["epoch"] + 1, pts[col], strict=True)]
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        written += _figure(outdir, f"curves_{model}_{dataset}", fig, ax, "epoch", "top-1 (%)",
-                           f"{model} on {dataset}: training curves", {"fontsize": 7, "loc": "lower right"})
+        _labelled(ax, "epoch", "top-1 (%)", f"{model} on {dataset}: training curves",
+                  {"fontsize": 7, "loc": "lower right"})
+        name = f"curves_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"top-1 (%) per epoch: {model} on {dataset}",
+                                                                 "epoch", drawn)})
     return written
 
 
@@ -328,18 +465,18 @@ def to_markdown(df, floatfmt: str = "{:.2f}") -> str:
     return "\n".join([head, sep, *rows]) + "\n"
 
 
-def write_table(df, stem: Path) -> list[Path]:
+def write_table(df, stem: Path) -> Outputs:
     df.to_csv(f"{stem}.csv", index=False)
     Path(f"{stem}.md").write_text(to_markdown(df))
-    return [Path(f"{stem}.csv"), Path(f"{stem}.md")]
+    return Outputs([Path(f"{stem}.csv"), Path(f"{stem}.md")])
 
 
 def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: float = 1.0,
-             metric: str = "test_top1", curves: bool = False) -> list[Path]:
+             metric: str = "test_top1", curves: bool = False) -> Outputs:
     df = load_table(table, metric)
     outdir = Path(outdir) if outdir else Path(table).parent / "figures"
     outdir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    written = Outputs()
     points = train_points(df, metric)
     if not points.empty:
         agg = aggregate(points, metric)
@@ -348,6 +485,9 @@ def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: flo
         written += write_table(compressed, outdir / "compressed")
         written += write_table(best, outdir / "best")
         written += write_table(agg.drop(columns=["setting"]), outdir / "kcurve_table")
+        costs, front = plot_costs(agg, outdir, metric)
+        written += costs
+        written += write_table(front, outdir / "pareto")
         written += plot_depth(points, outdir, metric)
         written += plot_training_curves(points, outdir, force=curves)
     matrix = train_test_matrix(df)
@@ -368,17 +508,60 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default="test_top1", help="accuracy column to plot (default test_top1)")
     parser.add_argument("--curves", action="store_true", help=f"draw the training curves of every model and data "
                         f"set, also those with more than {MAX_CURVES} runs")
+    wb = parser.add_argument_group("W&B", "--wandb also logs everything written as one 'figures' run; by default "
+                                   "into the project, entity, group (the sweep) and mode of the table's runs")
+    wb.add_argument("--wandb", action="store_true", help="log the figures, charts and tables to W&B")
+    wb.add_argument("--project", help="W&B project (default: the runs' logger.project, else spatialprobe)")
+    wb.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
+    wb.add_argument("--group", help="W&B group (default: the runs' group: their sweep)")
+    wb.add_argument("--wandb-mode", help="offline | online | disabled (default: the runs' logger.mode, else "
+                    "$WANDB_MODE, else offline)")
     args = parser.parse_args(argv)
     with reported():
         if args.tolerance < 0:
             raise UserError(f"--tolerance={args.tolerance} is invalid: must be >= 0")
-        written = make_all(args.table, args.outdir, args.tolerance, args.metric, curves=args.curves)
+        outdir = Path(args.outdir) if args.outdir else Path(args.table).parent / "figures"
+        destination = wandb_destination(args, outdir) if args.wandb else None  # checked before anything is written
+        written = make_all(args.table, outdir, args.tolerance, args.metric, curves=args.curves)
     for path in written:
         print(path)
     for path in written:
         if path.name.startswith("kcurve_") and path.suffix == ".png":
             print(f"K-curve: {path}")
+    if destination and destination["mode"] != "disabled":
+        from .loggers import log_figures
+
+        config = {"table": str(Path(args.table).resolve()), "tolerance": args.tolerance, "metric": args.metric,
+                  "figures": sorted({p.stem for p in written if p.suffix == ".png"}),
+                  "tables": sorted({p.stem for p in written if p.suffix == ".csv"}), "sweeps": destination["sweeps"]}
+        info = log_figures(written, outdir, project=destination["project"], entity=destination["entity"],
+                           group=destination["group"], mode=destination["mode"], config=config)
+        print(f"W&B figures run {info['wandb_id']} ({info['wandb_mode']}) in group {destination['group']}: "
+              f"{info['wandb_dir']}" + (f"; upload: wandb sync {info['wandb_dir']}" if info["wandb_mode"] == "offline"
+                                       else "") + (f" [{info['wandb_fallback']}]" if info["wandb_fallback"] else ""))
     sys.stdout.flush()
+
+
+def wandb_destination(args, outdir: Path) -> dict:
+    """Project, entity, group and mode of the figures run: the flags, else those of the table's runs."""
+    from .loggers import require_wandb_login, wandb_mode
+
+    if args.wandb_mode:  # a mode given on the command line is answered before the table is read
+        require_wandb_login(wandb_mode(args.wandb_mode, "--wandb-mode"), "--wandb-mode")
+    df = load_table(args.table, args.metric)
+
+    def runs_value(column: str):
+        values = df[column].dropna().unique() if column in df.columns else []
+        return values[0] if len(values) == 1 else None
+
+    sweeps = sorted(map(str, df["sweep"].dropna().unique())) if "sweep" in df.columns else []
+    group = args.group or runs_value("config.logger.group") or (sweeps[0] if len(sweeps) == 1 else None)
+    mode = wandb_mode(args.wandb_mode or runs_value("config.logger.mode") or os.environ.get("WANDB_MODE")
+                      or "offline", "--wandb-mode")
+    require_wandb_login(mode, "--wandb-mode")
+    return {"project": args.project or runs_value("config.logger.project") or "spatialprobe",
+            "entity": args.entity or runs_value("config.logger.entity"), "mode": mode, "sweeps": sweeps,
+            "group": str(group or outdir.resolve().parent.name)}
 
 
 if __name__ == "__main__":

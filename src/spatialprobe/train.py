@@ -35,7 +35,7 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models, speed, surgery, tasks
+    from . import data, loggers, models, speed, surgery, tasks
     from .module import validate_recipe
 
     require_number(cfg, "seed", integer=True, minimum=0)
@@ -53,11 +53,7 @@ def validate(cfg: DictConfig) -> None:
     only = cfg.debug.get("only_jobs")
     if only is not None and not (OmegaConf.is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in only)):
         raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
-    require_choice(cfg, "logger.name", ["csv", "wandb"])
-    if cfg.logger.name == "wandb":
-        from .loggers import WANDB_MODES
-
-        require_choice(cfg, "logger.mode", WANDB_MODES)
+    loggers.validate(cfg)  # logger.name, W&B mode and, online, credentials
 
 
 def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
@@ -77,6 +73,7 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """Train and test one configuration; return its (complete) result record."""
+    from .loggers import isolated_run
     from .speed import check_devices, is_global_zero
 
     validate(cfg)
@@ -104,7 +101,8 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
         **git_state(Path(__file__).resolve().parents[2]),
     )
     try:
-        result = _train(cfg, run_dir, resolved, record, resume_from)
+        with isolated_run():  # nothing this run's loggers do reaches the next run of the process
+            result = _train(cfg, run_dir, resolved, record, resume_from)
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             reason = "interrupted (KeyboardInterrupt); re-run to resume"
@@ -126,7 +124,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from . import surgery
     from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule, derived_seed
     from .data import build_datamodule
-    from .loggers import build_loggers, finish_loggers
+    from .loggers import build_loggers, dashboard_keys, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .speed import apply as apply_speed_options
@@ -151,7 +149,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
+    loggers = build_loggers(cfg, run_dir, {**resolved, **dashboard_keys(cfg, record.data)}, hydra_sweep_name(),
+                            attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
@@ -195,8 +194,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     fields["test_top1"] = fields["test_top1_final"]
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports
         return record.data
-    finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],
-                                     "k": int(cfg.k), "method": cfg.method.name})
+    fields.update(finish_loggers(loggers, summary={**fields, "params": record.data["params"],
+                                                   "flops": record.data["flops"], "k": int(cfg.k),
+                                                   "method": cfg.method.name}))  # + wandb_* fields
     record.complete(**fields)
     print(f"{cfg.name}: test_top1={fields['test_top1']} (best-val checkpoint: {fields['test_top1_best']}), "
           f"params={record.data['params']:,}, record: {record.path}", flush=True)
