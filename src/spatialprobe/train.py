@@ -117,17 +117,17 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
 
 def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
     import pytorch_lightning as pl
-    import torch
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule, derived_seed
+    from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule
     from .data import build_datamodule
     from .loggers import build_loggers, dashboard_keys, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .speed import apply as apply_speed_options
+    from .streams import seed_global
     from .tasks import build_module, record_fields
     from .tasks import callbacks as task_callbacks
 
@@ -167,7 +167,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if "val_top1" not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
-    torch.manual_seed(derived_seed(int(eval_seed), 3))
+    seed_global(int(eval_seed), "final_test")
     final = trainer.test(module, datamodule=dm, verbose=False)[0]
     best_path = checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
