@@ -128,3 +128,31 @@ def test_readme_and_cifar_recipe_name_the_source():
     text = (CONF_DIR / "recipe" / "cifar.yaml").read_text()
     assert "give no hyper-parameters" in text and "weiaicunzai/pytorch-cifar100" in text
     assert OmegaConf.load(CONF_DIR / "recipe" / "cifar.yaml").warmup_epochs == 1
+
+
+@pytest.mark.parametrize("recipe", ["cifar", "mobilenet_v2_imagenet", "squeezenet_imagenet"])
+def test_schedule_resumes_from_its_state_dict(recipe):
+    """A run resumed from a checkpoint (optimiser + scheduler state) continues the same lr sequence,
+    warm-up and per-epoch decay included."""
+    r = dict(compose_train(f"recipe={recipe}").recipe)
+    epochs, per_epoch = 6, 4
+    whole = lr_per_step(r, epochs, per_epoch)
+
+    def fresh():
+        opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], r)
+        return opt, build_scheduler(opt, r, epochs, epochs * per_epoch)["scheduler"]
+
+    opt, sched = fresh()
+    for _ in range(7):  # killed mid-epoch, during the warm-up's second epoch
+        opt.step()
+        sched.step()
+    state = (opt.state_dict(), sched.state_dict())
+    opt, sched = fresh()
+    opt.load_state_dict(state[0])
+    sched.load_state_dict(state[1])
+    rest = []
+    for _ in range(7, epochs * per_epoch):
+        rest.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rest == pytest.approx(whole[7:])
