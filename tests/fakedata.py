@@ -70,10 +70,17 @@ def make_class_folders(root: Path, num_classes: int = 10, train: int = 8, test: 
 CITYSCAPES_IDS = {7: 0, 8: 1, 24: 11, 26: 13, 0: 255, 1: 255}
 
 
-def make_cityscapes(root: Path, splits=("train", "val"), per_split: int = 2, size=(32, 64), seed: int = 0) -> Path:
-    """The Cityscapes layout: leftImg8bit/<split>/<city>/<name>_leftImg8bit.png + gtFine/.../<name>_gtFine_labelIds.png."""
+def make_cityscapes(root: Path, splits=("train", "val"), per_split: int = 2, size=(32, 64), seed: int = 0,
+                    pedestrians=None) -> Path:
+    """The Cityscapes layout: leftImg8bit/<split>/<city>/<name>_leftImg8bit.png + gtFine/.../<name>_gtFine_labelIds.png.
+
+    ``pedestrians``: per image, where its person pixels (label id 24) are: "left" / "right" / "both" (a block in
+    that half / both halves) or None (no person); by default every label is drawn at random (persons everywhere).
+    """
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(CITYSCAPES_IDS), dtype=np.uint8)
+    background = np.array(sorted(i for i in CITYSCAPES_IDS if i != 24), dtype=np.uint8)
+    h, w = size
     for split in splits:
         for i in range(per_split):
             city = "fakecity"
@@ -82,7 +89,15 @@ def make_cityscapes(root: Path, splits=("train", "val"), per_split: int = 2, siz
             gt_dir = Path(root) / "gtFine" / split / city
             img_dir.mkdir(parents=True, exist_ok=True)
             gt_dir.mkdir(parents=True, exist_ok=True)
-            labels = ids[rng.integers(0, len(ids), size=size)]
+            if pedestrians is None:
+                labels = ids[rng.integers(0, len(ids), size=size)]
+            else:
+                labels = background[rng.integers(0, len(background), size=size)]
+                side = pedestrians[i % len(pedestrians)]
+                if side in ("left", "both"):
+                    labels[h // 4:h // 2, w // 8:w // 4] = 24
+                if side in ("right", "both"):
+                    labels[h // 4:h // 2, w - w // 4:w - w // 8] = 24
             image = np.clip(labels[..., None] * 9 + rng.integers(0, 30, size=(*size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(image).save(img_dir / f"{name}_leftImg8bit.png")
             Image.fromarray(labels).save(gt_dir / f"{name}_gtFine_labelIds.png")

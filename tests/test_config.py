@@ -19,9 +19,14 @@ def compose_train(*overrides: str):
         return compose("train", overrides=list(overrides))
 
 
+# options that only work together with others (segmentation: its data set, model and task come as one)
+COMPANIONS = {("dataset", "cityscapes"): ["experiment=deeplabv3_resnet50_cityscapes"],
+              ("model", "deeplabv3_resnet50"): ["experiment=deeplabv3_resnet50_cityscapes"]}
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_choices(g)])
 def test_every_group_option_composes_and_validates(group, option):
-    cfg = compose_train(f"{group}={option}")
+    cfg = compose_train(*COMPANIONS.get((group, option), []), f"{group}={option}")
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     validate(cfg)
     assert cfg[group] is not None

@@ -108,3 +108,19 @@ def test_imagenet_recipe_scales_lr_with_the_global_batch():
         sched.step()
     assert [i for i in range(1, 90) if lrs[i] < lrs[i - 1]] == [30, 60]  # x0.1 every 30 epochs
     assert lrs[-1] == pytest.approx(0.05 * 0.01)
+
+
+def test_consistency_test_batches_carry_real_image_context(fake_imagenet):
+    """eval.consistency on ImageNet: the test images are centre-cropped 224 + S px; each test batch holds the
+    usual 224 px crop (the same as without Cons.S) and the larger crop its shifted views are cut from."""
+    plain = build_datamodule(imagenet_cfg(fake_imagenet))
+    dm = build_datamodule(imagenet_cfg(fake_imagenet, "eval.consistency=[8,16]"))
+    assert dm.context == 8
+    dm.trainer = type("T", (), {"testing": True, "current_epoch": 0, "global_rank": 0, "world_size": 1})()
+    x, y, context = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    assert x.shape == (4, 3, 224, 224) and context.shape == (4, 3, 240, 240)
+    assert torch.equal(context[..., 8:232, 8:232], x)
+    reference, _ = plain.on_after_batch_transfer(next(iter(plain.test_dataloader())), 0)
+    assert torch.allclose(x, reference, atol=1e-5)  # top-1 is measured on the same pixels as without Cons.S
+    dm.trainer.testing = False  # validation batches are unchanged
+    assert len(dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)) == 2

@@ -10,7 +10,7 @@ from torch import nn
 from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
-from spatialprobe.models.position import ChannelPermute
+from spatialprobe.models.position import BlurPool, ChannelPermute, binomial_kernel
 from test_config import compose_train
 
 
@@ -86,19 +86,87 @@ def test_padding_mode_reaches_every_conv(name, mode):
     assert not torch.allclose(zeros(x), m(x))  # same weights (same seed), different padding, different output
 
 
-def test_blurpool_antialiases_every_down_sampling_but_the_stem():
-    from kornia.filters import BlurPool2D, MaxBlurPool2D
+def test_binomial_kernel_is_the_outer_product_of_pascals_row():
+    from math import comb
 
-    plain, blurred = model("resnet18"), model("resnet18", blurpool=True)
+    assert torch.allclose(binomial_kernel(3), torch.outer(torch.tensor([1.0, 2, 1]), torch.tensor([1.0, 2, 1])) / 16)
+    for k in range(2, 8):
+        row = torch.tensor([comb(k - 1, i) for i in range(k)], dtype=torch.float32) / 2 ** (k - 1)
+        assert torch.allclose(binomial_kernel(k), torch.outer(row, row)) and binomial_kernel(k).sum() == pytest.approx(1)
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4, 5])
+def test_blurpool_is_a_reflect_padded_binomial_conv_with_stride(kernel):
+    x = torch.randn(2, 3, 9, 10)
+    row = torch.tensor({2: [1.0, 1], 3: [1.0, 2, 1], 4: [1.0, 3, 3, 1], 5: [1.0, 4, 6, 4, 1]}[kernel])  # Pascal
+    weight = (torch.outer(row, row) / row.sum() ** 2).expand(3, 1, kernel, kernel)
+    before, after = (kernel - 1) // 2, kernel // 2
+    expected = nn.functional.conv2d(nn.ReflectionPad2d((before, after, before, after))(x), weight, stride=2, groups=3)
+    out = BlurPool(kernel, stride=2)(x)
+    assert out.shape == (2, 3, 5, 5) and torch.allclose(out, expected, atol=1e-6)
+
+
+def test_blurpool_keeps_flat_images_and_removes_the_highest_frequency():
+    flat = torch.full((1, 2, 8, 8), 3.0)
+    assert torch.allclose(BlurPool(3, 2)(flat), torch.full((1, 2, 4, 4), 3.0))
+    checker = (torch.arange(8).view(1, 8) + torch.arange(8).view(8, 1)).remainder(2).float().view(1, 1, 8, 8) * 2 - 1
+    assert BlurPool(3, 1)(checker)[..., 1:-1, 1:-1].abs().max() == 0  # [1,2,1]/4 cancels a +-1 checkerboard
+    tiny = BlurPool(4, 2)(torch.randn(1, 1, 2, 2))  # too small to reflect 2 px: replicated instead
+    assert tiny.shape == (1, 1, 1, 1)
+
+
+def blur_layers(m):
+    return [mod for mod in m.modules() if isinstance(mod, BlurPool)]
+
+
+def test_blurpool_pool_blurs_after_every_strided_maxpool_only():
+    plain, blurred = model("resnet18", stem="imagenet"), model("resnet18", stem="imagenet", blurpool=True)
+    pool = blurred.body.maxpool
+    assert isinstance(pool, nn.Sequential) and isinstance(pool[0], nn.MaxPool2d) and pool[0].stride == 1
+    assert isinstance(pool[1], BlurPool) and pool[1].stride == 2 and len(blur_layers(blurred)) == 1
     strided = [c for c in blurred.modules() if isinstance(c, nn.Conv2d) and c.stride != (1, 1)]
-    assert strided == [blurred.body.conv1]  # only the stem conv keeps its stride
-    assert sum(isinstance(mod, BlurPool2D) for mod in blurred.modules()) == 6  # 3 stages x (conv + shortcut)
-    assert isinstance(blurred.body.maxpool, MaxBlurPool2D)
+    assert len(strided) == 7  # stem + 3 stages x (conv + shortcut): convs are left alone
     x = torch.randn(1, 3, 96, 96)
     assert plain.forward_features(x).shape == blurred.forward_features(x).shape
+    assert model("resnet18", stem="imagenet", blurpool="pool").body.maxpool[1].stride == 2  # 'pool' = true
     vgg = model("vgg16", blurpool=True)
-    assert sum(isinstance(mod, MaxBlurPool2D) for mod in vgg.modules()) == 5
-    assert not any(isinstance(mod, nn.MaxPool2d) for mod in vgg.modules())
+    assert len(blur_layers(vgg)) == 5 and all(p.stride == 1 for p in vgg.modules() if isinstance(p, nn.MaxPool2d))
+
+
+def test_blurpool_full_also_blurs_before_every_strided_conv_but_the_stem():
+    blurred = model("resnet18", stem="cifar", blurpool="full")  # the 32 px stem: no max-pool
+    strided = [c for c in blurred.modules() if isinstance(c, nn.Conv2d) and c.stride != (1, 1)]
+    assert strided == [] and len(blur_layers(blurred)) == 6  # 3 stages x (conv + shortcut)
+    first = blurred.body.layer2[0].conv1
+    assert isinstance(first, nn.Sequential) and isinstance(first[0], BlurPool) and first[1].stride == (1, 1)
+    imagenet = model("resnet18", stem="imagenet", blurpool="full")
+    assert imagenet.body.conv1.stride == (2, 2) and len(blur_layers(imagenet)) == 7
+    x = torch.randn(1, 3, 32, 32)
+    assert blurred.forward_features(x).shape == model("resnet18", stem="cifar").forward_features(x).shape == (1, 64, 4, 4)
+
+
+@pytest.mark.parametrize("arch,stem,size", [("resnet18", "auto", 32), ("resnet18", "auto", 224),
+                                            ("resnet18", "imagenet_nopool", 96), ("resnet50", "cifar", 64),
+                                            ("vgg16", None, 32), ("mobilenet_v2", None, 224), ("squeezenet", None, 224)])
+def test_the_early_blurpool_check_agrees_with_the_built_network(arch, stem, size):
+    from spatialprobe.models import ARCHS
+
+    cfg = OmegaConf.load(CONF_DIR / "model" / f"{arch}.yaml")
+    if stem:
+        cfg.stem = stem
+    built = build_model(cfg, 10, size)
+    has = any(isinstance(m, nn.MaxPool2d) and m.stride not in (1, (1, 1)) for m in built.modules())
+    assert ARCHS[cfg.arch].has_strided_maxpool(cfg.arch, cfg, size) == has
+
+
+def test_blurpool_after_max_pools_is_refused_where_there_is_none():
+    from spatialprobe.train import validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(compose_train("model=resnet18", "dataset=cifar10", "model.blurpool=true"))
+    assert err.value.key == "model.blurpool" and "no strided max-pool" in str(err.value) and "full" in str(err.value)
+    validate(compose_train("model=resnet18", "dataset=cifar10", "model.blurpool=full"))
+    validate(compose_train("model=resnet18", "dataset=imagenet", "recipe=imagenet", "model.blurpool=true"))
 
 
 @pytest.mark.parametrize("override,key", [("model.padding=mirror", "model.padding"),

@@ -82,7 +82,7 @@ def test_squeezenet_recipe_linear_polynomial_decay():
     assert effective_lr(r) == pytest.approx(0.01) and effective_lr(r, world_size=4) == pytest.approx(0.04)
     lrs = lr_per_step(r, 4, 5)
     assert lrs == pytest.approx([0.01 * (1 - s / 20) for s in range(20)])
-    sqrt = lr_per_step(r | {"power": 0.5}, 4, 5)  # the released Caffe solver's power
+    sqrt = lr_per_step(r | {"poly_power": 0.5}, 4, 5)  # the released Caffe solver's power
     assert sqrt[10] == pytest.approx(0.01 * 0.5 ** 0.5)
 
 
@@ -95,7 +95,7 @@ def test_cifar_recipe_warm_up_then_steps():
     assert drops(lrs, per_epoch) == [60, 120, 160]
     assert lrs[-1] == pytest.approx(0.1 * 0.2 ** 3)
     # warm-up composes with the decays too, and the decay starts after it
-    poly = lr_per_step(r | {"schedule": "poly", "power": 1.0, "warmup_epochs": 1}, 3, 4)
+    poly = lr_per_step(r | {"schedule": "poly", "poly_power": 1.0, "warmup_epochs": 1}, 3, 4)
     assert poly[:5] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1]) and poly[-1] < poly[5] < 0.1
 
 
@@ -113,7 +113,8 @@ def test_bad_recipe_values_name_the_key(override, key):
 
 
 @pytest.mark.parametrize("recipe,override,key", [
-    ("squeezenet_imagenet", "recipe.power=0", "recipe.power"),
+    ("squeezenet_imagenet", "recipe.poly_power=0", "recipe.poly_power"),
+    ("segmentation", "recipe.poly_power=-1", "recipe.poly_power"),
     ("mobilenet_v2_imagenet", "recipe.eps=0", "recipe.eps"),
     ("mobilenet_v2_imagenet", "recipe.alpha=1.5", "recipe.alpha"),
     ("cpu", "+recipe.warmup_epochs=1", "recipe.warmup_epochs"),  # one-cycle has its own warm-up

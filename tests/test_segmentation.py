@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,8 @@ from spatialprobe.segmentation import (
     RegionIoU,
     SegmentationProbe,
     build_deeplab,
+    pedestrian_side,
+    region_masks,
 )
 
 
@@ -47,20 +51,55 @@ def test_missing_cityscapes_says_what_it_expected(tmp_path):
         CityscapesBatches(tmp_path, "val")
 
 
+def test_regions_are_the_halves_and_the_centre_half_of_the_width():
+    m = region_masks(2048)  # P: "each region ... has a spatial resolution of 1024 x 1024 pixels"
+    assert [int(v.sum()) for v in m.values()] == [1024, 1024, 1024]
+    assert m["left"][:1024].all() and m["right"][1024:].all() and m["centre"][512:1536].all()
+    assert not m["centre"][:512].any() and not m["centre"][1536:].any()  # overlaps both sides equally
+    small = region_masks(64)  # resized images: the same fractions of the width
+    assert small["left"].nonzero().flatten().tolist() == list(range(32))
+    assert small["centre"].nonzero().flatten().tolist() == list(range(16, 48))
+
+
 def test_miou_per_region_by_hand():
-    target = torch.tensor([[[0, 0, 1, 1, 2, 2]]])                 # width 6: thirds are columns 0-1, 2-3, 4-5
-    pred = torch.tensor([[[0, 0, 1, 0, 0, 255]]])
-    logits = torch.nn.functional.one_hot(pred.clamp(max=2), 3).permute(0, 3, 1, 2).float()
-    logits[..., 5] = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1)  # predict class 1 at the last pixel
+    target = torch.tensor([[[0, 0, 0, 0, 1, 1, 2, 2]]])  # width 8: left 0-3, centre 2-5, right 4-7
+    pred = torch.tensor([[[0, 0, 1, 1, 1, 0, 2, 2]]])
+    logits = torch.nn.functional.one_hot(pred, 3).permute(0, 3, 1, 2).float()
     m = RegionIoU(3)
     m.update(logits, target)
     out = m.compute()
-    assert out["left"] == 100.0                                   # class 0 exactly right
-    # centre: pred (1, 0) vs target (1, 1): class 1 IoU 1/2, class 0 IoU 0/1 -> mean over present classes = 25
-    assert out["centre"] == pytest.approx(25.0)
-    assert out["right"] == 0.0                                    # class 2 never predicted
-    # overall: class 0: tp 2, fp 2 -> 1/2; class 1: tp 1, fp 1, fn 1 -> 1/3; class 2: 0
-    assert out["overall"] == pytest.approx(100 * (1 / 2 + 1 / 3 + 0) / 3, abs=1e-3)
+    # left: class 0 IoU 2/4, class 1 0/2 (only predicted), class 2 absent from both: not counted
+    assert out["left"] == pytest.approx(25.0)
+    assert out["centre"] == pytest.approx(100 * (0 / 3 + 1 / 4) / 2)       # class 0: 0/3, class 1: 1/4
+    assert out["right"] == pytest.approx(100 * (0 + 1 / 2 + 1) / 3)       # class 0 predicted once, 1: 1/2, 2: 2/2
+    assert out["overall"] == pytest.approx(100 * (2 / 5 + 1 / 4 + 1) / 3)
+
+
+def test_pedestrian_side_and_the_val_left_right_subsets(tmp_path):
+    y = torch.full((4, 8), 0)
+    assert pedestrian_side(y) is None
+    y[1, 2] = 11                           # a person in the left half
+    assert pedestrian_side(y) == "left"
+    y[2, 3] = 12                           # and a rider, still left
+    assert pedestrian_side(y) == "left"
+    y[0, 4] = 11
+    assert pedestrian_side(y) == "both"
+    y[1, 2] = y[2, 3] = 0
+    assert pedestrian_side(y) == "right"
+    root = make_cityscapes(tmp_path / "cs", splits=("val",), per_split=6, pedestrians=["left", "right", "left",
+                                                                                        None, "both", "right"])
+    left = CityscapesBatches(root, "val", batch_size=8, side="left")
+    right = CityscapesBatches(root, "val", batch_size=8, side="right")
+    def made(batches):  # the image numbers the fixture wrote into the selected file names
+        return sorted(int(Path(batches.data.images[i]).name.split("_")[1]) for i in batches.indices)
+
+    assert made(left) == [0, 2] and made(right) == [1, 5]
+    for batches, side in ((left, "left"), (right, "right")):
+        _, y, _ = next(iter(batches))
+        assert all(pedestrian_side(t) == side for t in y)
+    with pytest.raises(DataError, match="only in the left half"):
+        CityscapesBatches(make_cityscapes(tmp_path / "none", splits=("val",), per_split=1, pedestrians=[None]),
+                          "val", side="left")
 
 
 def test_deeplab_probe_ranks_and_switches_off_backbone_channels(cityscapes):

@@ -75,8 +75,9 @@ def test_fast_job_composition_matches_hydra(tmp_path):
     assert len(jobs) == 3 * 14 and jobs[17].config.method.name == "gap_fc" and jobs[17].config.k == 3
 
 
-# The two scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) run with the slow tests.
-HEAVY = {"a4_04_imagenet", "a4_06_patch_size"}
+# The scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) or the most multiruns
+# (b_table2: six) run with the slow tests.
+HEAVY = {"a4_04_imagenet", "a4_06_patch_size", "b_table2"}
 
 
 @pytest.mark.parametrize("script,launcher",

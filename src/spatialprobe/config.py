@@ -102,3 +102,18 @@ def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], No
         for check in checks:
             check(argv)
     hydra_main()
+
+
+def tool_entry(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """The console entry of a tool that composes ``conf/<config_name>.yaml`` and calls ``run(cfg)``, whose
+    UserErrors become one line and exit status 2 (spatialprobe.rank, spatialprobe.decode)."""
+    import hydra
+
+    from .errors import reported
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+    def hydra_main(cfg: DictConfig) -> None:
+        with reported():
+            run(cfg)
+
+    return lambda: hydra_entry(hydra_main)

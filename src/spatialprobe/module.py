@@ -59,7 +59,7 @@ def validate_recipe(cfg) -> None:
     if schedule in ("multistep", "exponential"):
         require_number(cfg, "recipe.gamma", minimum=0, exclusive_minimum=True, maximum=1)
     if schedule == "poly":
-        require_number(cfg, "recipe.power", minimum=0, exclusive_minimum=True)
+        require_number(cfg, "recipe.poly_power", minimum=0, exclusive_minimum=True)
     warmup = require_number(cfg, "recipe.warmup_epochs", minimum=0, optional=True)
     if warmup and schedule == "onecycle":
         raise ConfigError("recipe.warmup_epochs", warmup, "the one-cycle schedule has its own warm-up", [0])
@@ -81,7 +81,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
     """The recipe's learning-rate schedule, stepped every optimiser step; every schedule scales with the run.
 
     ``multistep``: x ``gamma`` at the ``milestones`` (fractions of the run, or epochs when >= 1);
-    ``exponential``: x ``gamma`` after every epoch; ``poly``: lr * (1 - step / steps) ** ``power``;
+    ``exponential``: x ``gamma`` after every epoch; ``poly``: lr * (1 - step / steps) ** ``poly_power``;
     ``cosine``: to 0 over the run; ``onecycle``: torch's one-cycle; ``constant``. ``warmup_epochs``
     (all but onecycle): a linear ramp over the first n steps (lr * i / n at step i = 1..n); milestones still
     count from the start of the run, the decays (exponential, poly, cosine) start after the ramp.
@@ -103,7 +103,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
     elif kind == "exponential":
         main = sched.StepLR(optimizer, step_size=per_epoch, gamma=recipe["gamma"])
     elif kind == "poly":
-        main = sched.PolynomialLR(optimizer, total_iters=rest, power=float(recipe["power"]))
+        main = sched.PolynomialLR(optimizer, total_iters=rest, power=float(recipe["poly_power"]))
     elif kind == "cosine":
         main = sched.CosineAnnealingLR(optimizer, T_max=rest)
     elif warm:
@@ -143,7 +143,7 @@ class Classifier(pl.LightningModule):
         return self.model(x)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch
+        x, y = batch[0], batch[1]  # a test batch may carry more (the context images of shift consistency)
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
         self.metrics(stage).update(logits, y)
@@ -188,7 +188,9 @@ class Classifier(pl.LightningModule):
         self._log_epoch_metrics("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), self.recipe, self.trainer.world_size)
+        return self._with_scheduler(build_optimizer(self.parameters(), self.recipe, self.trainer.world_size))
+
+    def _with_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
         if self.steps_per_epoch is not None:
             per_epoch = self.steps_per_epoch

@@ -8,18 +8,22 @@ to zero). :class:`ClassifierProbe` wraps any :class:`~spatialprobe.models.Spatia
 :class:`spatialprobe.segmentation.SegmentationProbe` wraps torchvision's DeepLabv3 (the latent is
 the globally pooled backbone map; channels are zeroed in the map before the head).
 
-Ranking (:func:`channel_scores`):
-* ``overall``: score_c = mean over images |z_c(x) - z_c(flip x)|, flip = horizontal image flip;
-* ``left`` / ``right``: the signed mean z_c(x) - z_c(flip x) over images whose object is only in
-  the left (right) half: the channels that fire more when the object is on that side;
-* variant ``kernel_flip``: instead of flipping the image, compare with the same network whose conv
-  kernels are flipped horizontally (:func:`flip_kernels`).
+Ranking (:func:`channel_scores`, P section 4.2.1):
+* ``overall`` (Eq. 2): score_c = mean over images |z_c(x) - z_c(flip x)|, flip = horizontal image flip;
+* ``left`` / ``right`` (Eq. 3): the signed mean z_c(x) - z_c(flip x) over images whose object is
+  only in the left (right) half: the channels that fire more when the object is on that side;
+* variants (P: "Normal", Kernel-Flip*, Kernel-Flip**): ``image_flip`` compares the image with its
+  flip through the network; ``kernel_flip_image`` (Kernel-Flip*) does the same through the network
+  whose conv kernels are mirrored (:func:`flip_kernels`); ``kernel_flip`` (Kernel-Flip**) passes the
+  image itself through the network with and without mirrored kernels.
 Channels are ranked by descending score.
 
-Switch-off (:func:`switch_off_study`): the metric with no channel off, with the top-N ranked
-channels off and with N random channels off (several draws, mean and std), overall and per region
-(left / centre / right: where the object was placed on the grid, or the thirds of a segmentation
-image).
+Switch-off (:func:`switch_off_study`): the metric with no channel off, with the top-N channels of
+every ranking off, with N random channels off (several draws, mean and std), and optionally with
+the channels of given rank ranges off (P Fig. 4 bottom), overall and per region (left / centre /
+right: the column the object was placed in on the grid; on a segmentation image the left and
+right halves and the centre half, see :mod:`spatialprobe.segmentation`). One ``features`` pass
+per batch serves every condition.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from torch import nn
 from .errors import ConfigError
 
 RANKINGS = ("overall", "left", "right")
-VARIANTS = ("image_flip", "kernel_flip")
+VARIANTS = ("image_flip", "kernel_flip_image", "kernel_flip")  # P: Normal, Kernel-Flip*, Kernel-Flip**
 REGIONS = ("left", "centre", "right")
 
 
@@ -44,6 +48,21 @@ def mask_channels(t: torch.Tensor, channels: torch.Tensor | None) -> torch.Tenso
     keep = torch.ones(t.shape[1], dtype=t.dtype, device=t.device)
     keep[channels.to(t.device)] = 0
     return t * keep.view(1, -1, *([1] * (t.dim() - 2)))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def pick_device(name) -> torch.device:
+    """``auto``: the GPU when one is visible, else the CPU; or ``cpu`` / ``cuda`` / ``cuda:N`` (key ``device``)."""
+    if not isinstance(name, str) or not (name in ("auto", "cpu") or name.startswith("cuda")):
+        raise ConfigError("device", name, "not a device", ["auto", "cpu", "cuda", "cuda:1"])
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", name, "no CUDA device is visible to this process", ["auto", "cpu"])
+    return torch.device(name)
 
 
 def flip_kernels(model: nn.Module) -> nn.Module:
@@ -65,7 +84,7 @@ class ClassifierProbe:
         self.model = model
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.pool(self.model.forward_features(x))
+        return self.model.pool(self.model.forward_features(x.to(model_device(self.model))))
 
     def latent(self, feats: torch.Tensor) -> torch.Tensor:
         return feats
@@ -104,12 +123,17 @@ def require_pooled_latent(model: nn.Module, image_size: int, what: str = "checkp
 @torch.no_grad()
 def channel_scores(probe, batches: Iterable[torch.Tensor], signed: bool = False, variant: str = "image_flip",
                    flipped=None) -> torch.Tensor:
-    """Mean over images of |z(x) - z(flip x)| per latent channel (``signed``: without the absolute value)."""
+    """Mean over images of |z(a) - z(b)| per latent channel (``signed``: without the absolute value).
+
+    (a, b) = (x, flip x) through ``probe`` (``image_flip``), through ``flipped`` (``kernel_flip_image``),
+    or (x through ``probe``, x through ``flipped``) (``kernel_flip``); ``flipped`` is the probe of the
+    network with mirrored kernels.
+    """
     total, count = None, 0
     for x in batches:
-        z = probe.latent(probe.features(x))
-        zf = probe.latent(probe.features(x.flip(-1))) if variant == "image_flip" else \
-            flipped.latent(flipped.features(x))
+        net = flipped if variant == "kernel_flip_image" else probe
+        z = net.latent(net.features(x))
+        zf = flipped.latent(flipped.features(x)) if variant == "kernel_flip" else net.latent(net.features(x.flip(-1)))
         d = z - zf
         d = (d if signed else d.abs()).sum(0)
         total = d if total is None else total + d
@@ -125,28 +149,32 @@ def rank(scores: torch.Tensor) -> list[int]:
 
 
 class RegionAccuracy:
-    """Top-1 accuracy overall and per region code (0 / 1 / 2 = left / centre / right)."""
+    """Top-1 accuracy in percent overall and per region code (0 / 1 / 2 = left / centre / right), one
+    torchmetrics ``MulticlassAccuracy`` each (summed counts); regions without a sample are left out."""
 
     def __init__(self):
-        self.correct = torch.zeros(4, dtype=torch.long)
-        self.count = torch.zeros(4, dtype=torch.long)
+        self.metrics: dict[str, object] = {}
+
+    def _metric(self, name: str, classes: int):
+        from torchmetrics.classification import MulticlassAccuracy
+
+        if name not in self.metrics:
+            self.metrics[name] = MulticlassAccuracy(classes, average="micro")
+        return self.metrics[name]
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None) -> None:
-        hit = (logits.argmax(1) == target).cpu().long()
-        self.correct[3] += hit.sum()
-        self.count[3] += len(hit)
+        logits, target = logits.detach().float().cpu(), target.cpu()
+        self._metric("overall", logits.shape[1]).update(logits, target)
         if region is not None:
             region = region.cpu()
-            self.correct[:3] += torch.bincount(region, weights=hit.double(), minlength=3).long()
-            self.count[:3] += torch.bincount(region, minlength=3)
+            for code, name in enumerate(REGIONS):
+                rows = region == code
+                if rows.any():
+                    self._metric(name, logits.shape[1]).update(logits[rows], target[rows])
 
     def compute(self) -> dict[str, float | None]:
-        out = {"overall": None}
-        for i, name in enumerate((*REGIONS, "overall")):
-            n = int(self.count[i])
-            if n:
-                out[name] = round(100.0 * int(self.correct[i]) / n, 4)
-        return out
+        return {name: round(100.0 * float(self.metrics[name].compute()), 4)
+                for name in ("overall", *REGIONS) if name in self.metrics}
 
 
 @torch.no_grad()
@@ -173,31 +201,61 @@ def check_sizes(sizes: Sequence[int], latent_size: int, key: str = "top_n") -> N
                               [f"1..{latent_size}"])
 
 
-def switch_off_study(probe, batches: Callable[[], Iterable[tuple]], ranking: Sequence[int], sizes: Sequence[int],
-                     draws: int, new_metric: Callable[[], object], seed: int = 0) -> dict:
-    """Metric with nothing off, the top-N ranked channels off, and N random channels off (``draws`` times)."""
-    latent_size = len(ranking)
+def rank_range(spec) -> tuple[int, int]:
+    """A rank range ``[first, last]`` (1-based, inclusive; P Fig. 4 bottom: 1-100, 101-200, ...)."""
+    first, last = (int(v) for v in spec)
+    return first, last
+
+
+def switch_off_study(probe, batches: Callable[[], Iterable[tuple]], ranking, sizes: Sequence[int],
+                     draws: int, new_metric: Callable[[], object], seed: int = 0, ranges: Sequence = ()) -> dict:
+    """Metric with nothing off, the top-N channels of each ranking off, N random channels off (``draws`` times),
+    and the channels of each rank range of each ranking off.
+
+    ``ranking``: one channel order, or ``{name: order}`` for several. Returns ``{"none": metrics, "n": {N:
+    {"top": metrics (one ranking) or {name: metrics}, "random": {region: mean, std}, "random_draws": [...],
+    "random_channels": [...]}}, "ranges": {name: {"first-last": metrics}}}``.
+    """
+    single = not isinstance(ranking, dict)
+    rankings = {"ranking": list(ranking)} if single else {k: list(v) for k, v in ranking.items()}
+    latent_size = len(next(iter(rankings.values())))
     check_sizes(sizes, latent_size)
+    spans = [rank_range(r) for r in ranges]
+    for first, last in spans:
+        if not 1 <= first <= last <= latent_size:
+            raise ConfigError("rank_ranges", [first, last], f"must be [first, last] with 1 <= first <= last <= the "
+                              f"latent size ({latent_size} channels)", [f"[1,{min(100, latent_size)}]"])
     g = torch.Generator().manual_seed(int(seed))
     conditions: dict[str, torch.Tensor | None] = {"none": None}
     for n in sizes:
-        conditions[f"top{n}"] = torch.tensor(list(ranking[:n]), dtype=torch.long)
+        for name, order in rankings.items():
+            conditions[f"top{n}:{name}"] = torch.tensor(order[:n], dtype=torch.long)
         for d in range(draws):
             conditions[f"random{n}_{d}"] = torch.randperm(latent_size, generator=g)[:n]
+    for name, order in rankings.items():
+        for first, last in spans:
+            conditions[f"range{first}-{last}:{name}"] = torch.tensor(order[first - 1:last], dtype=torch.long)
     results = evaluate_conditions(probe, batches(), conditions, new_metric)
-    study = {"none": results["none"], "n": {}}
+    study = {"none": results["none"], "n": {}, "ranges": {}}
+    keys = [k for k, v in results["none"].items() if v is not None]
     for n in sizes:
         random = [results[f"random{n}_{d}"] for d in range(draws)]
-        keys = [k for k, v in results["none"].items() if v is not None]
         summary = {}
         for k in keys:
             vals = torch.tensor([r[k] for r in random], dtype=torch.float64)
             summary[k] = {"mean": round(float(vals.mean()), 4),
                           "std": round(float(vals.std()), 4) if len(vals) > 1 else 0.0}
+        top = {name: results[f"top{n}:{name}"] for name in rankings}
         study["n"][str(n)] = {
-            "top": results[f"top{n}"],
+            "top": top["ranking"] if single else top,
             "random": summary,
             "random_draws": random,
             "random_channels": [conditions[f"random{n}_{d}"].tolist() for d in range(draws)],
         }
+    for name in rankings:
+        by_range = {f"{a}-{b}": results[f"range{a}-{b}:{name}"] for a, b in spans}
+        if single:
+            study["ranges"] = by_range
+        else:
+            study["ranges"][name] = by_range
     return study

@@ -2,14 +2,18 @@
 
     # a classifier trained by spatialprobe.train (e.g. GAPNet / PermuteNet on the grid task)
     python -m spatialprobe.rank checkpoint=runs/<run>/checkpoints/last.ckpt top_n=[2,4] ranking=overall
-    # DeepLabv3-ResNet-50 on Cityscapes (weights and data are yours to provide)
+    # DeepLabv3-ResNet-50 on Cityscapes (P 4.2): a checkpoint of spatialprobe.train (task=segment) or a state dict
     python -m spatialprobe.rank source=segmentation checkpoint=deeplabv3_cityscapes.pth \\
-        segmentation.root=/data/cityscapes top_n=[100,500]
+        segmentation.root=/data/cityscapes 'ranking=[overall,left,right]' 'top_n=[10,100,500]'
 
-The ranking (``ranking`` = overall / left / right, ``variant`` = image_flip / kernel_flip) is
-computed on ``probe_images`` training images (Cityscapes: the ``probe_split``), the switch-off
-study on the test split (Cityscapes: ``segmentation.split``). The JSON record goes next to the
-checkpoint (``<checkpoint dir>/position-<ranking>-<variant>.json``) unless ``output`` is set.
+The ranking (``ranking`` = overall / left / right or a list of them, ``variant`` = image_flip /
+kernel_flip_image / kernel_flip or a list) is computed on ``probe_images`` images: the training split
+of a classifier's data set, the Cityscapes ``probe_split`` (val, as in P; ``left`` / ``right`` use its
+val-left / val-right subsets, chosen from the labels). The switch-off study (top-N of every ranking,
+N random channels, ``rank_ranges``) runs on the test split (Cityscapes: ``segmentation.split``).
+The JSON record goes next to the checkpoint (``<checkpoint dir>/position-<ranking>-<variant>.json``)
+unless ``output`` is set; with ``figures=true`` P's Figs. 4 and 6 (PNG, PDF, markdown tables) and,
+for segmentation with ``fig5.images`` > 0, Fig. 5's masks (PNG) go to ``<record>-figures/``.
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import CONF_DIR, __version__
-from .config import get, hydra_entry, require_choice, require_number, require_positive_int
-from .errors import ConfigError, DataError, reported
+from . import __version__
+from .config import get, require_choice, require_number, require_positive_int, tool_entry
+from .errors import ConfigError, DataError
 from .position import (
     RANKINGS,
     VARIANTS,
@@ -32,6 +35,7 @@ from .position import (
     channel_scores,
     check_sizes,
     flip_kernels,
+    pick_device,
     rank,
     require_pooled_latent,
     switch_off_study,
@@ -40,11 +44,26 @@ from .position import (
 SOURCES = ("classifier", "segmentation")
 
 
+def as_list(value) -> list:
+    return list(value) if OmegaConf.is_list(value) else [value]
+
+
 def validate(cfg: DictConfig) -> list[int]:
     """Checks that need neither data nor a model; returns the list of N (``top_n``)."""
     require_choice(cfg, "source", SOURCES)
-    require_choice(cfg, "ranking", RANKINGS)
-    require_choice(cfg, "variant", VARIANTS)
+    for key, choices in (("ranking", RANKINGS), ("variant", VARIANTS)):
+        values = as_list(cfg[key])
+        bad = [v for v in values if v not in choices]
+        if bad or not values or len(set(values)) != len(values):
+            raise ConfigError(key, cfg[key] if not bad else bad[0], "not one of the valid choices (or a list of "
+                              "them, each once)", list(choices))
+    for spec in as_list(cfg.rank_ranges) if cfg.rank_ranges is not None else []:
+        ok = OmegaConf.is_list(spec) and len(spec) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
+        if not ok or not 1 <= spec[0] <= spec[1]:
+            raise ConfigError("rank_ranges", spec, "each range is [first, last] ranks, 1 <= first <= last",
+                              ["[[1,100],[101,200]]"])
+    require_number(cfg, "fig5.images", integer=True, minimum=0)
+    pick_device(cfg.device)
     sizes = list(cfg.top_n) if OmegaConf.is_list(cfg.top_n) else [cfg.top_n]
     for n in sizes:  # the upper bound (the latent size) is checked once the model is built
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -97,7 +116,7 @@ def _half_masked(x: torch.Tensor, ranking: str) -> torch.Tensor:
 
 
 def classifier_data(tcfg: DictConfig, cfg: DictConfig):
-    """(probe batches, evaluation batches) for a classifier's data set; grids report per region."""
+    """(probe batches(ranking), evaluation batches) for a classifier's data set; grids report per region."""
     from .data import build_datamodule
     from .data.grid import GridDataModule, paste, region_of
     from .data.loader import TensorBatches
@@ -111,21 +130,22 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
                                             "recipe": {"batch_size": int(cfg.batch_size)}, "seed": int(cfg.seed)}))
     dm.setup()
     grid = isinstance(dm, GridDataModule)
-    if grid and cfg.ranking != "overall" and dm.n < 2:
-        raise ConfigError("ranking", cfg.ranking, f"a {dm.n}x{dm.n} grid has no left or right cells", ["overall"])
+    sided = [r for r in as_list(cfg.ranking) if r != "overall"]
+    if grid and sided and dm.n < 2:
+        raise ConfigError("ranking", sided[0], f"a {dm.n}x{dm.n} grid has no left or right cells", ["overall"])
     images, labels = dm.tensors["train"]
     count = min(int(cfg.probe_images), len(images))
 
-    def probe_batches():
+    def probe_batches(ranking: str):
         g = torch.Generator().manual_seed(int(cfg.seed))
         for x, _ in TensorBatches(images[:count], labels[:count], int(cfg.batch_size), ds.mean, ds.std):
             if not grid:
-                yield _half_masked(x, cfg.ranking)
+                yield _half_masked(x, ranking)
                 continue
             n, b = dm.n, len(x)
             rows = torch.randint(n, (b,), generator=g)
             side = torch.randint(n // 2, (b,), generator=g)  # a column strictly left of the middle
-            cols = {"overall": torch.randint(n, (b,), generator=g), "left": side, "right": n - 1 - side}[cfg.ranking]
+            cols = {"overall": torch.randint(n, (b,), generator=g), "left": side, "right": n - 1 - side}[ranking]
             yield paste(x, (rows * n + cols).to(x.device), n)
 
     def eval_batches():
@@ -140,9 +160,31 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
 
 
 # --------------------------------------------------------------------------- the job
+def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
+    """(DeepLab model, description): a checkpoint of spatialprobe.train (task=segment) or a plain state dict."""
+    from .segmentation import build_deeplab
+
+    sc = cfg.segmentation
+    if checkpoint is not None and checkpoint.is_file():
+        import torch
+
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if isinstance(ckpt, dict) and "spatialprobe_config" in ckpt:
+            from .evaluate import restore_model
+
+            tcfg = OmegaConf.create(ckpt["spatialprobe_config"])
+            if tcfg.model.arch != "deeplabv3_resnet50":
+                raise ConfigError("checkpoint", str(checkpoint), f"a {tcfg.model.arch} checkpoint; source=segmentation "
+                                  "needs a deeplabv3_resnet50 (task=segment)", ["source=classifier"])
+            return restore_model(ckpt, tcfg).body.eval(), {"model": tcfg.model.name, "train_config": ckpt["spatialprobe_config"]}
+    return build_deeplab(int(sc.num_classes), checkpoint), {"model": sc.arch}
+
+
 def run(cfg: DictConfig) -> dict:
     sizes = validate(cfg)
     t0 = time.time()
+    rankings, variants = as_list(cfg.ranking), as_list(cfg.variant)
+    ranges = [list(r) for r in cfg.rank_ranges] if cfg.rank_ranges is not None else []
     checkpoint = Path(str(cfg.checkpoint)).expanduser() if cfg.checkpoint else None
     if cfg.source == "classifier":
         model, tcfg = load_classifier(checkpoint)
@@ -152,38 +194,56 @@ def run(cfg: DictConfig) -> dict:
         probe_batches, eval_batches = classifier_data(tcfg, cfg)
         described = {"model": tcfg.model.name, "dataset": tcfg.dataset.name, "train_config": OmegaConf.to_container(tcfg)}
     else:
-        from .segmentation import CityscapesBatches, RegionIoU, SegmentationProbe, build_deeplab
+        from .segmentation import CityscapesBatches, RegionIoU, SegmentationProbe
 
         sc = cfg.segmentation
-        model = build_deeplab(int(sc.num_classes), checkpoint)
+        model, described = load_segmentation(cfg, checkpoint)
         latent_size = model.classifier[0].convs[0][0].in_channels  # the ASPP reads the 2048-channel backbone map
         check_sizes(sizes, latent_size)
         probe, new_metric = SegmentationProbe(model), lambda: RegionIoU(int(sc.num_classes))
         size = list(sc.size) if sc.size else None
 
-        def probe_batches():
-            for x, _, _ in CityscapesBatches(sc.root, sc.probe_split, int(cfg.batch_size), size, int(cfg.probe_images)):
-                yield _half_masked(x, cfg.ranking)
+        def probe_batches(ranking: str):  # P: the val split; val-left / val-right for the region rankings
+            side = None if ranking == "overall" else ranking
+            for x, _, _ in CityscapesBatches(sc.root, sc.probe_split, int(cfg.batch_size), size, int(cfg.probe_images),
+                                             side=side):
+                yield x
 
         def eval_batches():
             return CityscapesBatches(sc.root, sc.split, int(cfg.batch_size), size, cfg.eval_images)
 
-        described = {"model": sc.arch, "dataset": f"cityscapes:{sc.split}"}
+        described["dataset"] = f"cityscapes:{sc.split}"
 
-    flipped = probe.with_model(flip_kernels(model)) if cfg.variant == "kernel_flip" else None
-    scores = channel_scores(probe, probe_batches(), signed=cfg.ranking != "overall", variant=cfg.variant,
-                            flipped=flipped)
-    order = rank(scores)
-    study = switch_off_study(probe, eval_batches, order, sizes, int(cfg.random_draws), new_metric, int(cfg.seed))
-    out = Path(str(cfg.output)) if cfg.output else checkpoint.parent / f"position-{cfg.ranking}-{cfg.variant}.json"
+    model.to(pick_device(str(cfg.device)))
+    flipped = probe.with_model(flip_kernels(model)) if any(v != "image_flip" for v in variants) else None
+    orders, scores = {}, {}
+    for ranking in rankings:
+        for variant in variants:
+            name = f"{ranking}/{variant}"
+            scores[name] = channel_scores(probe, probe_batches(ranking), signed=ranking != "overall", variant=variant,
+                                          flipped=flipped)
+            orders[name] = rank(scores[name])
+    study = switch_off_study(probe, eval_batches, orders, sizes, int(cfg.random_draws), new_metric, int(cfg.seed),
+                             ranges)
+    first = next(iter(orders))
+    stem = f"position-{'+'.join(rankings)}-{'+'.join(variants)}"
+    out = Path(str(cfg.output)) if cfg.output else checkpoint.parent / f"{stem}.json"
     record = {
         "status": "complete",
         "checkpoint": str(checkpoint) if checkpoint else None,
         "source": cfg.source, **described,
-        "ranking": cfg.ranking, "variant": cfg.variant, "metric": probe.metric, "latent_size": latent_size,
-        "top_n": sizes, "random_draws": int(cfg.random_draws),
-        "ranked_channels": order, "scores": [round(float(s), 6) for s in scores],
-        "baseline": study["none"], "switch_off": study["n"],
+        "ranking": cfg.ranking if len(rankings) > 1 else rankings[0],
+        "variant": cfg.variant if len(variants) > 1 else variants[0],
+        "metric": probe.metric, "latent_size": latent_size,
+        "top_n": sizes, "random_draws": int(cfg.random_draws), "rank_ranges": ranges,
+        # the first ranking, as a single-ranking record has it
+        "ranked_channels": orders[first], "scores": [round(float(v), 6) for v in scores[first]],
+        "baseline": study["none"],
+        "switch_off": {n: {**res, "top": res["top"][first]} for n, res in study["n"].items()},
+        # every ranking: its channels, scores, top-N and rank-range results
+        "rankings": {name: {"ranked_channels": order, "scores": [round(float(v), 6) for v in scores[name]],
+                            "top": {n: res["top"][name] for n, res in study["n"].items()},
+                            "ranges": study["ranges"][name]} for name, order in orders.items()},
         "wall_time_s": round(time.time() - t0, 2), "spatialprobe_version": __version__,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
@@ -191,28 +251,35 @@ def run(cfg: DictConfig) -> dict:
 
     write_json_atomic(out, record)
     _print_summary(record, out)
+    if cfg.figures:
+        from .position_figures import draw_all, masks_figure
+
+        folder = out.parent / f"{out.stem}-figures"
+        for path in draw_all(record, folder):
+            print(f"figure: {path}")
+        if cfg.source == "segmentation" and int(cfg.fig5.images) > 0:
+            n = int(cfg.fig5.top_n) if cfg.fig5.top_n else sizes[-1]
+            for path in masks_figure(probe, eval_batches(), orders[first], n, int(cfg.fig5.images), folder, int(cfg.seed)):
+                print(f"figure: {path}")
     return record
 
 
 def _print_summary(record: dict, out: Path) -> None:
     regions = [k for k in ("overall", "left", "centre", "right") if record["baseline"].get(k) is not None]
-    print(f"{record['metric']} with channels switched off ({record['ranking']} ranking, {record['variant']}):")
-    print("  " + "condition".ljust(24) + "".join(r.rjust(10) for r in regions))
-    print("  " + "none".ljust(24) + "".join(f"{record['baseline'][r]:10.2f}" for r in regions))
+    print(f"{record['metric']} with channels switched off:")
+    print("  " + "condition".ljust(40) + "".join(r.rjust(10) for r in regions))
+    print("  " + "none".ljust(40) + "".join(f"{record['baseline'][r]:10.2f}" for r in regions))
     for n, res in record["switch_off"].items():
-        print("  " + f"top {n}".ljust(24) + "".join(f"{res['top'][r]:10.2f}" for r in regions))
-        print("  " + f"random {n} (mean)".ljust(24) + "".join(f"{res['random'][r]['mean']:10.2f}" for r in regions))
+        for name, ranked in record["rankings"].items():
+            print("  " + f"top {n} ({name})".ljust(40) + "".join(f"{ranked['top'][n][r]:10.2f}" for r in regions))
+        print("  " + f"random {n} (mean)".ljust(40) + "".join(f"{res['random'][r]['mean']:10.2f}" for r in regions))
+    for name, ranked in record["rankings"].items():
+        for span, res in ranked["ranges"].items():
+            print("  " + f"ranks {span} ({name})".ljust(40) + "".join(f"{res[r]:10.2f}" for r in regions))
     print(f"record: {out}")
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="rank")
-def _hydra_main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
-
-
-def main() -> None:
-    hydra_entry(_hydra_main)
+main = tool_entry("rank", run)
 
 
 if __name__ == "__main__":

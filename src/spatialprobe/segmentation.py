@@ -1,15 +1,18 @@
-"""Segmentation side of the position-channel study: DeepLabv3-ResNet-50 on Cityscapes-format data.
+"""Segmentation side of P section 4.2: DeepLabv3-ResNet-50 on Cityscapes-format data.
 
-* :class:`CityscapesBatches`: the Cityscapes layout (``leftImg8bit/<split>/<city>/*_leftImg8bit.png``
-  and ``gtFine/<split>/<city>/*_gtFine_labelIds.png``) read through torchvision's ``Cityscapes``
-  data set, label ids mapped to the 19 train ids (everything else 255 = ignored), optionally
-  resized, batched and normalised; each batch is ``(x, target, None)``.
-* :func:`build_deeplab`: torchvision's ``deeplabv3_resnet50`` (no downloaded weights), loading
-  a state dict the user provides.
+* Data: the Cityscapes layout (``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
+  ``gtFine/<split>/<city>/*_gtFine_labelIds.png``) read through torchvision's ``Cityscapes`` data set,
+  label ids mapped to the 19 train ids (everything else 255 = unlabelled, ignored).
+  :class:`CityscapesBatches` batches a split for ranking and switch-off (optionally resized, or only
+  the images whose pedestrians lie in one half: P's val-left / val-right); :class:`CityscapesDataModule`
+  feeds ``task=segment`` training with the transforms of torchvision's segmentation reference.
+* :func:`build_deeplab`: torchvision's ``deeplabv3_resnet50`` loading a state dict the user provides.
 * :class:`SegmentationProbe`: the latent is the globally pooled backbone map (2048 channels);
   switching a channel off zeroes it in the map the DeepLab head reads.
-* :class:`RegionIoU`: mIoU (torchmetrics) overall and over the left / centre / right thirds of
-  the image width.
+* :class:`RegionIoU`: mIoU (torchmetrics) overall and on P's regions: the left and right halves and the
+  centre half of the width (1024 px each on the 2048 px image, the centre overlapping both sides
+  equally), every other pixel set to unlabelled; the regions scale with the width of resized images.
+* :func:`colorize`: train ids as Cityscapes colours (P Fig. 5).
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import DataError
-from .position import REGIONS, mask_channels
+from .config import require_number, require_positive_int
+from .errors import ConfigError, DataError
+from .position import REGIONS, mask_channels, model_device
 
 IGNORE = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PEDESTRIANS = (11, 12)  # train ids of person and rider (P's val-left / val-right: "pedestrians")
+SIDES = ("left", "right")
 
 
 def train_id_table() -> np.ndarray:
@@ -41,46 +49,96 @@ def train_id_table() -> np.ndarray:
     return lut
 
 
+def colorize(train_ids: torch.Tensor) -> np.ndarray:
+    """(H, W) train ids -> (H, W, 3) uint8 in Cityscapes' colours (unlabelled: black)."""
+    from torchvision.datasets import Cityscapes
+
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for c in Cityscapes.classes:
+        if 0 <= c.train_id < IGNORE:
+            palette[c.train_id] = c.color
+    return palette[train_ids.cpu().numpy().astype(np.uint8)]
+
+
+def region_masks(width: int) -> dict[str, torch.Tensor]:
+    """Columns of P's regions on a ``width`` px image: left and right halves, and the centre half."""
+    column = torch.arange(width)
+    half, quarter = width // 2, width // 4
+    return {"left": column < half, "centre": (column >= quarter) & (column < quarter + half),
+            "right": column >= width - half}
+
+
+def pedestrian_side(target: torch.Tensor) -> str | None:
+    """``left`` / ``right`` when every pedestrian pixel of the (H, W) train-id map is in that half of the width;
+    ``both`` when they are on both sides; None without pedestrians."""
+    cols = torch.isin(target, torch.tensor(PEDESTRIANS)).any(0).nonzero().flatten()
+    if len(cols) == 0:
+        return None
+    half = target.shape[-1] / 2
+    if cols.max() < half:
+        return "left"
+    return "right" if cols.min() >= half else "both"
+
+
+def open_split(root: str | Path, split: str):
+    from torchvision.datasets import Cityscapes
+
+    root = Path(root).expanduser()
+    try:
+        data = Cityscapes(str(root), split=split, mode="fine", target_type="semantic")
+    except (RuntimeError, FileNotFoundError, ValueError) as err:
+        raise DataError(
+            f"{root}: no Cityscapes {split} split ({err}); expected leftImg8bit/{split}/<city>/*_leftImg8bit.png "
+            f"and gtFine/{split}/<city>/*_gtFine_labelIds.png (download from https://www.cityscapes-dataset.com)"
+        ) from None
+    if len(data) == 0:
+        raise DataError(f"{root}: the Cityscapes {split} split holds no images (leftImg8bit/{split}/<city>/)")
+    return data
+
+
+def read_item(data, lut: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image ``i`` as uint8 (H, W, 3) and its train ids as uint8 (H, W)."""
+    try:
+        image, label = data[i]
+        x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
+        y = torch.from_numpy(np.asarray(label, dtype=np.uint8).copy())
+    except OSError as err:
+        raise DataError(f"{data.images[i]}: unreadable image or label ({err})") from None
+    if x.shape[:2] != y.shape:
+        raise DataError(f"{data.images[i]}: image {tuple(x.shape[:2])} and label {tuple(y.shape)} differ in size")
+    return x, lut[y.long()]
+
+
 class CityscapesBatches:
-    """Batches ``(x, train-id target, None)`` of a Cityscapes-format split (see module docstring)."""
+    """Batches ``(x, train-id target, None)`` of a Cityscapes-format split (see module docstring).
+
+    ``side``: only the images whose pedestrian pixels all lie in that half (P's val-left / val-right),
+    chosen from the labels; ``limit``: at most that many images (after the selection).
+    """
 
     def __init__(self, root: str | Path, split: str = "val", batch_size: int = 2, size: Sequence[int] | None = None,
-                 limit: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from torchvision.datasets import Cityscapes
-
-        root = Path(root).expanduser()
-        try:
-            self.data = Cityscapes(str(root), split=split, mode="fine", target_type="semantic")
-        except (RuntimeError, FileNotFoundError, ValueError) as err:
-            raise DataError(
-                f"{root}: no Cityscapes {split} split ({err}); expected leftImg8bit/{split}/<city>/*_leftImg8bit.png "
-                f"and gtFine/{split}/<city>/*_gtFine_labelIds.png (download from https://www.cityscapes-dataset.com)"
-            ) from None
-        if len(self.data) == 0:
-            raise DataError(f"{root}: the Cityscapes {split} split holds no images (leftImg8bit/{split}/<city>/)")
-        self.count = len(self.data) if limit is None else min(int(limit), len(self.data))
-        self.batch_size, self.size = int(batch_size), tuple(size) if size else None
+                 limit: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, side: str | None = None):
+        self.data = open_split(root, split)
         self.lut = torch.from_numpy(train_id_table())
+        self.indices = list(range(len(self.data)))
+        if side is not None:
+            self.indices = [i for i in self.indices if pedestrian_side(read_item(self.data, self.lut, i)[1]) == side]
+            if not self.indices:
+                raise DataError(f"{root}: no {split} image has its pedestrians (person, rider) only in the {side} "
+                                f"half, so there is no val-{side} subset to rank on")
+        if limit is not None:
+            self.indices = self.indices[:int(limit)]
+        self.count = len(self.indices)
+        self.batch_size, self.size = int(batch_size), tuple(size) if size else None
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return -(-self.count // self.batch_size)
 
-    def _item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            image, label = self.data[i]
-            x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
-            y = torch.from_numpy(np.asarray(label, dtype=np.uint8).copy())
-        except OSError as err:
-            raise DataError(f"{self.data.images[i]}: unreadable image or label ({err})") from None
-        if x.shape[:2] != y.shape:
-            raise DataError(f"{self.data.images[i]}: image {tuple(x.shape[:2])} and label {tuple(y.shape)} differ in size")
-        return x, self.lut[y.long()]
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, None]]:
         for start in range(0, self.count, self.batch_size):
-            items = [self._item(i) for i in range(start, min(start + self.batch_size, self.count))]
+            items = [read_item(self.data, self.lut, i) for i in self.indices[start:start + self.batch_size]]
             x = torch.stack([i[0] for i in items]).permute(0, 3, 1, 2).float() / 255.0
             y = torch.stack([i[1] for i in items]).long()
             if self.size is not None:
@@ -89,6 +147,98 @@ class CityscapesBatches:
             yield (x - self.mean) / self.std, y, None
 
 
+# --------------------------------------------------------------------------- training data (task=segment)
+def validate(cfg: DictConfig) -> None:
+    """Keys of ``dataset=cityscapes`` (no file access)."""
+    for key in ("dataset.base_size", "dataset.crop_size"):
+        require_positive_int(cfg, key)
+    require_number(cfg, "dataset.num_workers", integer=True, minimum=0)
+    scale = cfg.dataset.scale_range
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise ConfigError("dataset.scale_range", list(scale), "must be [min, max] with 0 < min <= max", ["[0.5, 2.0]"])
+
+
+class CityscapesSegmentation(torch.utils.data.Dataset):
+    """(uint8 (3, H, W) image, int64 (H, W) train ids) of a split, through joint torchvision v2 transforms."""
+
+    def __init__(self, root, split: str, transform, limit: int | None = None):
+        self.data, self.transform = open_split(root, split), transform
+        self.lut = torch.from_numpy(train_id_table())
+        self.count = len(self.data) if limit is None else min(int(limit), len(self.data))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        from torchvision import tv_tensors
+
+        x, y = read_item(self.data, self.lut, i)
+        x, y = self.transform(tv_tensors.Image(x.permute(2, 0, 1)), tv_tensors.Mask(y[None]))
+        return x.as_subclass(torch.Tensor), y.as_subclass(torch.Tensor)[0].long()
+
+
+def transforms(train: bool, ds: DictConfig):
+    """torchvision's segmentation reference: random resize of the short side to 0.5..2.0 x ``base_size``, flip,
+    random ``crop_size`` crop (padded with black / unlabelled) for training; resize to ``base_size`` otherwise."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    base = int(ds.base_size)
+    if not train:
+        return v2.Compose([v2.Resize(base, antialias=True)])
+    lo, hi = (int(s * base) for s in ds.scale_range)
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}
+    return v2.Compose([v2.RandomResize(lo, hi, antialias=True), v2.RandomHorizontalFlip(),
+                       v2.RandomCrop(int(ds.crop_size), pad_if_needed=True, fill=fill)])
+
+
+class CityscapesDataModule(pl.LightningDataModule):
+    """train / val / test loaders for ``task=segment``; test = val (Cityscapes' test labels are not public)."""
+
+    def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
+        super().__init__()
+        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        eval_n = ds.get("eval_subset") or ds.get("subset")
+        self.sets = {"train": CityscapesSegmentation(ds.root, "train", transforms(True, ds), ds.get("subset")),
+                     "val": CityscapesSegmentation(ds.root, "val", transforms(False, ds), eval_n)}
+        self.sets["test"] = self.sets["val"]
+        self.mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
+
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.sets.items()}
+
+    def train_batches(self, world_size: int = 1) -> int:
+        from .data.datamodule import train_batches
+
+        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
+
+    def _loader(self, split: str):
+        from .data.datamodule import shards
+        from .data.torchpath import make_loader
+
+        trainer = self.trainer  # DDP: evaluation images are split over the ranks, each image once
+        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
+                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+                           num_workers=int(self.ds.num_workers), pin_memory=True, **shards(trainer))
+
+    def train_dataloader(self):
+        return self._loader("train")
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.float().sub_(self.mean.to(x.device)).mul_(self.inv_std.to(x.device))
+        return x.contiguous(memory_format=fmt), y
+
+
+# --------------------------------------------------------------------------- ranking and switch-off
 def build_deeplab(num_classes: int = 19, weights: str | Path | None = None) -> nn.Module:
     """torchvision's DeepLabv3-ResNet-50 without downloads; ``weights``: a state dict file to load."""
     from torchvision.models.segmentation import deeplabv3_resnet50
@@ -120,7 +270,7 @@ class SegmentationProbe:
         self.model = model
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        return self.model.backbone(x)["out"], tuple(x.shape[-2:])
+        return self.model.backbone(x.to(model_device(self.model)))["out"], tuple(x.shape[-2:])
 
     def latent(self, feats) -> torch.Tensor:
         return feats[0].mean(dim=(2, 3))
@@ -135,7 +285,7 @@ class SegmentationProbe:
 
 
 class RegionIoU:
-    """mIoU in percent overall and over the left / centre / right thirds of the width (torchmetrics)."""
+    """mIoU in percent overall and on the left / centre / right regions (:func:`region_masks`), torchmetrics."""
 
     def __init__(self, num_classes: int = 19):
         from torchmetrics.classification import MulticlassJaccardIndex
@@ -146,12 +296,9 @@ class RegionIoU:
     def update(self, logits: torch.Tensor, target: torch.Tensor, region=None) -> None:
         pred = logits.argmax(1).cpu()
         target = target.cpu()
-        w = target.shape[-1]
-        column = torch.arange(w)
-        third = (3 * column) // w  # 0 / 1 / 2 = left / centre / right
         self.metrics["overall"].update(pred, target)
-        for code, name in enumerate(REGIONS):
-            self.metrics[name].update(pred, torch.where(third == code, target, torch.full_like(target, IGNORE)))
+        for name, columns in region_masks(target.shape[-1]).items():
+            self.metrics[name].update(pred, torch.where(columns, target, torch.full_like(target, IGNORE)))
 
     def compute(self) -> dict[str, float]:
         return {name: round(100.0 * float(m.compute()), 4) for name, m in self.metrics.items()}

@@ -1,16 +1,27 @@
 """What a training run optimises and measures besides top-1 (SPEC part B).
 
 * ``task=classify`` (default): :class:`~spatialprobe.module.Classifier`, cross-entropy.
-* ``task=augshift``: :class:`AugShift`. Two random shifted crops of every training image (zero
-  padding ``augshift.shift``, a random window of the original size, independently per image and
-  view) pass the same encoder; loss = CE(crop 1) + CE(crop 2) + ``augshift.lambda`` * MSE(pooled
-  latent 1, pooled latent 2). Validation and test are plain classification.
-* ``eval.consistency=S``: shift consistency Cons.S, logged as ``test_cons{S}`` for any
-  classification run (:class:`ShiftConsistency`): for every test batch and each of
-  ``eval.consistency_passes`` passes, two offsets (oy, ox) in 0..S-1 are drawn (one pair for the
-  whole batch), both views are cut from the image zero-padded by S//2 on every side (so inputs
-  keep their size: a relative shift of up to S-1 px per axis), and the percentage of images whose
-  predicted classes agree is reported.
+* ``task=augshift``: :class:`AugShift` (P section 4.1, Eq. 1). Two random shifted crops of every
+  training image (the image padded by ``augshift.shift`` black pixels per side, then a random
+  window of the original size, independently per image and view) pass the same encoder;
+  loss = CE(crop 1) + CE(crop 2) + ``augshift.lambda`` * MSE(pooled latent 1, pooled latent 2).
+  Validation and test are plain classification.
+* ``task=segment``: :class:`Segmenter`, semantic segmentation (P section 4.2's DeepLabv3-ResNet-50 on
+  Cityscapes, trained with the recipe of torchvision's segmentation reference): pixel-wise
+  cross-entropy ignoring unlabelled pixels, + ``segment.aux_weight`` x the auxiliary head's loss,
+  whose parameters learn at ``segment.aux_lr_factor`` x the learning rate; logs ``{stage}_miou``
+  (monitored for the best checkpoint) and ``{stage}_top1`` (pixel accuracy).
+* ``eval.consistency=[S, ...]``: shift consistency Cons.S (P section 4.1, after Zhang 2019), logged
+  as ``test_cons{S}`` for any classification run (:class:`ShiftConsistency`): for every test image
+  and each of ``eval.consistency_passes`` passes, each of two views is the image shifted by its own
+  random offset, drawn per image and per view, and Cons.S is the percentage of (image, pass) pairs
+  whose two views get the same predicted class. A view is the H x W window at offset (dy, dx),
+  dy and dx uniform in {0, ..., S}, of the image extended by S/2 px on every side: a shift of
+  -S/2..+S/2 px per axis, so the two views differ by up to S px. The extension is real image
+  content where the data set has it (ImageNet: the test images are centre-cropped S px larger,
+  like Zhang's 256 px crops around the 224 px window) and black pixels otherwise (CIFAR: the
+  padding of the training crop). Counts are summed over batches (and over DDP ranks) by
+  :class:`ConsistencyMetric`, so the value is exact.
 
 ``train.py`` asks this module for the LightningModule, the extra callbacks and the record fields,
 so a new task is one class here and one yaml in ``conf/task/``.
@@ -23,18 +34,26 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics import Metric
 
 from .config import get, require_choice, require_number, require_positive_int
-from .data.loader import random_crop_flip
 from .errors import ConfigError
 from .module import Classifier
-from .streams import stream_seed
+from .streams import generator
 
-TASKS = ("classify", "augshift")
+TASKS = ("classify", "augshift", "segment")
 
 
 def task_name(cfg: DictConfig) -> str:
     return get(cfg, "task.name") or "classify"
+
+
+def consistency_shifts(cfg: DictConfig) -> list[int]:
+    """``eval.consistency`` as a list of S (a single S or a list; null: none)."""
+    value = get(cfg, "eval.consistency")
+    if value is None:
+        return []
+    return list(value) if OmegaConf.is_list(value) else [value]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -44,19 +63,66 @@ def validate(cfg: DictConfig) -> None:
     if task_name(cfg) == "augshift":
         require_number(cfg, "augshift.lambda", minimum=0)
         require_number(cfg, "augshift.shift", integer=True, minimum=0)
-    shift = require_number(cfg, "eval.consistency", integer=True, minimum=2, optional=True)
-    if shift is not None:
+    if task_name(cfg) == "segment":
+        require_number(cfg, "segment.aux_weight", minimum=0)
+        require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
+    segmentation = [get(cfg, "dataset.kind") == "cityscapes", get(cfg, "model.arch") == "deeplabv3_resnet50"]
+    if task_name(cfg) == "segment" and not all(segmentation) or task_name(cfg) != "segment" and any(segmentation):
+        raise ConfigError("task.name", task_name(cfg), "task=segment goes with a segmentation data set "
+                          "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
+                          ["segment with dataset=cityscapes", "classify / augshift otherwise"])
+    shifts = consistency_shifts(cfg)
+    for s in shifts:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ConfigError("eval.consistency", s, "must be a shift in px >= 1, or a list of them", ["8", "[8,16]"])
+        if isinstance(size, int) and s >= size:
+            raise ConfigError("eval.consistency", s, f"must be smaller than the {size} px images", [f"1..{size - 1}"])
+    if len(set(shifts)) != len(shifts):
+        raise ConfigError("eval.consistency", list(shifts), "lists a shift twice")
+    if shifts:
         require_positive_int(cfg, "eval.consistency_passes")
-        if isinstance(size, int) and shift > size:
-            raise ConfigError("eval.consistency", shift, f"larger than the {size} px images", [f"2..{size}"])
+        resize = get(cfg, "dataset.resize_size")
+        crop = size + 2 * -(-max(shifts) // 2) if isinstance(size, int) else None
+        if get(cfg, "dataset.kind") == "imagefolder" and isinstance(resize, int) and crop > resize:
+            raise ConfigError("eval.consistency", max(shifts), f"the shifted views are cut from a {crop} px centre "
+                              f"crop, larger than dataset.resize_size={resize}",
+                              [f"1..{resize - size}", f"dataset.resize_size>={crop}"])
+
+
+def black(mean, std) -> torch.Tensor:
+    """The normalised value of a black pixel, per channel, shaped (1, C, 1, 1): what padding fills in."""
+    return (-torch.tensor(list(mean), dtype=torch.float32) / torch.tensor(list(std), dtype=torch.float32)).view(1, -1, 1, 1)
+
+
+def windows(canvas: torch.Tensor, size: tuple[int, int], offsets: torch.Tensor) -> torch.Tensor:
+    """``canvas[i, :, dy:dy+h, dx:dx+w]`` for every image i and its ``offsets[i] = (dy, dx)``, in one gather."""
+    h, w = size
+    unfolded = canvas.unfold(2, h, 1).unfold(3, w, 1)  # (N, C, H'-h+1, W'-w+1, h, w), a view
+    offsets = offsets.to(canvas.device)
+    out = unfolded[torch.arange(len(canvas), device=canvas.device), :, offsets[:, 0], offsets[:, 1]]
+    nhwc = canvas.is_contiguous(memory_format=torch.channels_last) and not canvas.is_contiguous()
+    return out.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def extend(x: torch.Tensor, before: int, after: int, fill: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) with ``before`` / ``after`` px of ``fill`` (1, C, 1, 1) added on each side."""
+    if before == after == 0:
+        return x
+    n, c, h, w = x.shape
+    canvas = fill.to(device=x.device, dtype=x.dtype).expand(n, c, h + before + after, w + before + after).clone()
+    canvas[..., before:before + h, before:before + w] = x
+    return canvas
 
 
 # --------------------------------------------------------------------------- AugShift
-def shifted_crops(x: torch.Tensor, shift: int, g: torch.Generator) -> torch.Tensor:
-    """A random window of the original size from ``x`` (N, C, H, W) zero-padded by ``shift``, per image."""
+def shifted_crops(x: torch.Tensor, shift: int, g: torch.Generator, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """A random window of the original size of every image of ``x`` (N, C, H, W) padded by ``shift`` px of ``fill``
+    (default 0) per side: torchvision's ``RandomCrop(size, padding=shift)``, per image."""
     if shift == 0:
         return x
-    return random_crop_flip(x.permute(0, 2, 3, 1), shift, False, g).permute(0, 3, 1, 2)
+    fill = torch.zeros(1, x.shape[1], 1, 1) if fill is None else fill
+    offsets = torch.randint(0, 2 * shift + 1, (len(x), 2), generator=g)
+    return windows(extend(x, shift, shift, fill), tuple(x.shape[-2:]), offsets)
 
 
 def augshift_loss(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, y: torch.Tensor, lam: float):
@@ -73,17 +139,18 @@ class AugShift(Classifier):
     """Trains with the AugShift loss (module docstring); evaluates like :class:`Classifier`."""
 
     def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
-                 steps_per_epoch=None, lam: float = 1.0, shift: int = 4):
+                 steps_per_epoch=None, lam: float = 1.0, shift: int = 4, fill: torch.Tensor | None = None):
         super().__init__(model, num_classes, recipe, config, steps_per_epoch)
         self.lam, self.shift = float(lam), int(shift)
+        self.fill = fill  # the padding's value per channel (black in normalised units)
 
     def _step(self, batch, stage: str) -> torch.Tensor:
         if stage != "train":
             return super()._step(batch, stage)
         x, y = batch[0], batch[1]
         g = torch.default_generator  # the step's own stream (callbacks.SeedSchedule)
-        loss, ce1, ce2, mse, logits = augshift_loss(self.model, shifted_crops(x, self.shift, g),
-                                                    shifted_crops(x, self.shift, g), y, self.lam)
+        loss, ce1, ce2, mse, logits = augshift_loss(self.model, shifted_crops(x, self.shift, g, self.fill),
+                                                    shifted_crops(x, self.shift, g, self.fill), y, self.lam)
         self.metrics("train").update(logits, y)
         n = len(y)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
@@ -92,40 +159,131 @@ class AugShift(Classifier):
         return loss
 
 
+# --------------------------------------------------------------------------- segmentation
+class Segmenter(Classifier):
+    """Trains a torchvision segmentation model (its forward returns ``{"out", "aux"}``); see module docstring."""
+
+    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
+                 steps_per_epoch=None, aux_weight: float = 0.5, aux_lr_factor: float = 10.0):
+        from torchmetrics import MetricCollection
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+        from .segmentation import IGNORE
+
+        super().__init__(model, num_classes, recipe, config, steps_per_epoch)
+        self.aux_weight, self.aux_lr_factor = float(aux_weight), float(aux_lr_factor)
+        # pixel accuracy and mIoU over labelled pixels, summed states (exact under DDP); none while training
+        self.train_metrics = MetricCollection({}, prefix="train_")
+        self.val_metrics, self.test_metrics = (MetricCollection(
+            {"top1": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE),
+             "miou": MulticlassJaccardIndex(num_classes, average="macro", ignore_index=IGNORE)}, prefix=f"{s}_")
+            for s in ("val", "test"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        from .segmentation import IGNORE
+
+        x, y = batch[0], batch[1]
+        out = self.model(x)
+        loss = F.cross_entropy(out["out"], y, ignore_index=IGNORE)
+        if stage == "train":
+            if "aux" in out and self.aux_weight:
+                loss = loss + self.aux_weight * F.cross_entropy(out["aux"], y, ignore_index=IGNORE)
+            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        else:
+            self.metrics(stage).update(out["out"].argmax(1), y)
+            getattr(self, f"{stage}_loss").update(loss, weight=len(y))
+        return loss
+
+    def configure_optimizers(self):
+        from .module import build_optimizer, effective_lr
+
+        aux = [p for n, p in self.model.named_parameters() if ".aux_classifier." in f".{n}"]
+        ids = {id(p) for p in aux}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in ids]}]
+        if aux:
+            groups.append({"params": aux, "lr": effective_lr(self.recipe, self.trainer.world_size) * self.aux_lr_factor})
+        optimizer = build_optimizer(groups, self.recipe, self.trainer.world_size)
+        return self._with_scheduler(optimizer)
+
+
 # --------------------------------------------------------------------------- Cons.S
-def shift_agreement(model: nn.Module, x: torch.Tensor, shift: int, g: torch.Generator) -> int:
-    """How many images of ``x`` get the same predicted class under two random shifts (module docstring)."""
-    h, w = x.shape[-2:]
-    pad = shift // 2
-    padded = F.pad(x, (pad, pad, pad, pad))
-    offsets = torch.randint(0, shift, (2, 2), generator=g).tolist()
-    preds = [model(padded[..., oy:oy + h, ox:ox + w]).argmax(1) for oy, ox in offsets]
-    return int((preds[0] == preds[1]).sum())
+class ConsistencyMetric(Metric):
+    """Cons.S in percent: agreeing (image, pass) pairs over all pairs; both counts are summed states."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.add_state("agree", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred1: torch.Tensor, pred2: torch.Tensor) -> None:
+        self.agree += (pred1 == pred2).sum()
+        self.total += pred1.numel()
+
+    def compute(self) -> torch.Tensor:
+        return 100.0 * self.agree.double() / self.total.clamp(min=1)
+
+
+def shifted_views(x: torch.Tensor, shift: int, g: torch.Generator, fill: torch.Tensor,
+                  margin: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of every image (module docstring): each shifted by its own offset in {0..shift}^2, per image.
+
+    ``x`` holds the images with ``margin`` px of real context on every side (0: none); what the
+    views need beyond it is ``fill``.
+    """
+    n, _, hh, ww = x.shape
+    size = (hh - 2 * margin, ww - 2 * margin)
+    lo, hi = shift // 2, shift - shift // 2  # px of extension before / after the image
+    need = max(lo, hi) - margin
+    canvas = extend(x, max(0, need), max(0, need), fill)
+    start = max(0, need) + margin - lo  # where the (size + shift) px region around the image begins
+    region = canvas[..., start:start + size[0] + shift, start:start + size[1] + shift]
+    offsets = torch.randint(0, shift + 1, (2, n, 2), generator=g)
+    return windows(region, size, offsets[0]), windows(region, size, offsets[1])
 
 
 class ShiftConsistency(pl.Callback):
-    """Logs ``test_cons{S}``: Cons.S over the test set, ``passes`` random shift pairs per batch."""
+    """Logs ``test_cons{S}`` for every S of ``shifts``: ``passes`` random view pairs per test image.
 
-    def __init__(self, shift: int, passes: int, seed: int):
-        self.shift, self.passes, self.seed = int(shift), int(passes), int(seed)
-        self.agree = self.total = 0
+    A test batch is ``(x, y)`` or ``(x, y, context)``, ``context`` holding the same images with
+    ``margin`` px of surrounding image content (the ImageNet loader's larger centre crop).
+    """
 
-    @property
-    def key(self) -> str:
-        return f"test_cons{self.shift}"
+    def __init__(self, shifts, passes: int, seed: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), margin: int = 0):
+        """``seed``: the run's evaluation seed (the views come from its ``consistency`` streams)."""
+        self.shifts, self.passes, self.seed, self.margin = [int(s) for s in shifts], int(passes), int(seed), int(margin)
+        self.fill = black(mean, std)
+        self.metrics = {s: ConsistencyMetric() for s in self.shifts}
+
+    def key(self, shift: int) -> str:
+        return f"test_cons{shift}"
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self.agree = self.total = 0
-        self.g = torch.Generator().manual_seed(self.seed)  # the same shift pairs for every model
+        rank, ranks = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        for m in self.metrics.values():
+            m.reset()
+        # the same views for every model of a sweep (same eval seed); each S and each DDP rank its own stream
+        self.generators = {s: generator(self.seed, "consistency", epoch=s, batch=rank, batches=ranks) for s in self.shifts}
 
+    @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        x = batch[0]
-        for _ in range(self.passes):
-            self.agree += shift_agreement(pl_module, x, self.shift, self.g)
-        self.total += self.passes * len(x)
+        x, margin = (batch[2], self.margin) if len(batch) > 2 else (batch[0], 0)
+        context = trainer.precision_plugin.test_step_context() if trainer is not None else torch.no_grad()
+        with context:
+            for shift, metric in self.metrics.items():
+                metric.to(x.device)
+                for _ in range(self.passes):
+                    v1, v2 = shifted_views(x, shift, self.generators[shift], self.fill, margin)
+                    metric.update(pl_module(v1).argmax(1), pl_module(v2).argmax(1))
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
-        pl_module.log(self.key, 100.0 * self.agree / max(1, self.total), sync_dist=True)
+        for shift, metric in self.metrics.items():
+            pl_module.log(self.key(shift), metric.compute(), sync_dist=True)  # compute() already sums every rank
 
 
 # --------------------------------------------------------------------------- what train.py uses
@@ -134,22 +292,42 @@ def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoc
     num_classes = int(cfg.dataset.num_classes)
     if task_name(cfg) == "augshift":
         return AugShift(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
-                        lam=float(cfg.augshift["lambda"]), shift=int(cfg.augshift.shift))
+                        lam=float(cfg.augshift["lambda"]), shift=int(cfg.augshift.shift),
+                        fill=black(cfg.dataset.mean, cfg.dataset.std))
+    if task_name(cfg) == "segment":
+        return Segmenter(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch,
+                         aux_weight=float(cfg.segment.aux_weight), aux_lr_factor=float(cfg.segment.aux_lr_factor))
     return Classifier(model, num_classes, recipe, config=config, steps_per_epoch=steps_per_epoch)
 
 
+def context_margin(cfg: DictConfig) -> int:
+    """Px of real image context the test loader adds around each image for Cons.S (class-folder sets only)."""
+    shifts = consistency_shifts(cfg)
+    return -(-max(shifts) // 2) if shifts and get(cfg, "dataset.kind") == "imagefolder" else 0
+
+
 def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
-    shift = get(cfg, "eval.consistency")
-    if shift is None:
+    shifts = consistency_shifts(cfg)
+    if not shifts:
         return []
-    return [ShiftConsistency(int(shift), int(cfg.eval.consistency_passes), stream_seed(int(eval_seed), "consistency"))]
+    return [ShiftConsistency(shifts, int(cfg.eval.consistency_passes), int(eval_seed), cfg.dataset.mean,
+                             cfg.dataset.std, margin=context_margin(cfg))]
+
+
+def monitor(cfg: DictConfig) -> str:
+    """The validation metric that picks the best checkpoint."""
+    return "val_miou" if task_name(cfg) == "segment" else "val_top1"
 
 
 def record_fields(cfg: DictConfig, final: dict, best: dict) -> dict:
-    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` final and best)."""
+    """The record fields of this module's task and metrics (``task``, ``test_cons{S}`` / ``test_miou`` final
+    and best)."""
     fields: dict = {"task": task_name(cfg)}
-    shift = get(cfg, "eval.consistency")
-    if shift is not None:
+    if task_name(cfg) == "segment":
+        for suffix, metrics in (("", final), ("_best", best)):
+            value = metrics.get("test_miou")
+            fields["test_miou" + suffix] = None if value is None else round(float(value), 4)
+    for shift in consistency_shifts(cfg):
         key = f"test_cons{int(shift)}"
         for suffix, metrics in (("", final), ("_best", best)):
             value = metrics.get(key)

@@ -128,7 +128,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from .models import build_model
     from .speed import apply as apply_speed_options
     from .streams import seed_global
-    from .tasks import build_module, record_fields
+    from .tasks import build_module, monitor, record_fields
     from .tasks import callbacks as task_callbacks
 
     t0 = time.time()
@@ -147,7 +147,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches)  # Classifier, or AugShift
 
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
+    watched = monitor(cfg)  # val_top1, or val_miou for segmentation
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=watched, mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir, {**resolved, **dashboard_keys(cfg, record.data)}, hydra_sweep_name(),
                             attempt=int(record.data["attempts"]))
@@ -165,14 +166,14 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
 
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if "val_top1" not in fit_metrics and trainer.limit_val_batches:
+    if watched not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
     seed_global(int(eval_seed), "final_test")
     final = trainer.test(module, datamodule=dm, verbose=False)[0]
     best_path = checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     best = final
-    if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get("val_top1"):
+    if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get(watched):
         best = trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
     fields = {
         "epochs": int(trainer.current_epoch),
@@ -189,6 +190,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                         "best": best_path or None},
         "eval_seed": int(eval_seed),
     }
+    if watched != "val_top1":  # the best checkpoint was chosen by another metric (segmentation: val_miou)
+        fields.update({f"{watched}_final": _metric(fit_metrics, watched), "val_top1_best": None,
+                       f"{watched}_best": round(best_score, 4) if best_score is not None else _metric(fit_metrics, watched)})
     fields.update(record_fields(cfg, final, best))  # task, test_cons{S}
     fields["val_top1"] = fields["val_top1_final"]
     fields["test_top1"] = fields["test_top1_final"]

@@ -51,8 +51,10 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
+    from ..tasks import context_margin  # shift consistency cuts its views from a larger test crop
+
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
-                                             channels_last=_channels_last(cfg))
+                                             channels_last=_channels_last(cfg), context=context_margin(cfg))
 
 
 def validate_grid(cfg: DictConfig) -> None:
@@ -66,11 +68,24 @@ def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
                                channels_last=_channels_last(cfg))
 
 
+def validate_cityscapes(cfg: DictConfig) -> None:
+    from .. import segmentation
+
+    segmentation.validate(cfg)
+
+
+def build_cityscapes_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    from ..segmentation import CityscapesDataModule
+
+    return CityscapesDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed), channels_last=_channels_last(cfg))
+
+
 #: dataset.kind -> (checks without file access, datamodule builder)
 KINDS = {
     "array": (validate_array, build_array_datamodule),
     "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
     "grid": (validate_grid, build_grid_datamodule),  # part B: images pasted into an n x n grid
+    "cityscapes": (validate_cityscapes, build_cityscapes_datamodule),  # part B: semantic segmentation (task=segment)
 }
 
 

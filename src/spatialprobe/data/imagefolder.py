@@ -5,6 +5,11 @@ images sorted into class folders). Training: RandomResizedCrop(``image_size``) +
 flip; validation and test: resize the short side to ``resize_size``, centre-crop ``image_size``.
 Workers deliver uint8 tensors (4x less to copy than floats, through pinned memory); conversion
 to float and normalisation happen on the training device, for the whole batch at once.
+
+``context`` > 0 (shift consistency, :mod:`spatialprobe.tasks`): the test images are centre-cropped
+``image_size + 2 * context`` px instead, and each test batch is ``(x, y, context_images)``: ``x``
+the usual centre ``image_size`` crop of them, ``context_images`` the larger crop, from which the
+shifted views are cut (Zhang 2019's protocol: 224 px windows of a 256 px centre crop).
 """
 
 from __future__ import annotations
@@ -38,13 +43,14 @@ def validate(cfg: DictConfig) -> None:
                           f"must be >= dataset.image_size ({cfg.dataset.image_size}): the centre crop is taken from it")
 
 
-def transforms(train: bool, ds: DictConfig) -> v2.Compose:
-    """uint8 CHW tensors: RandomResizedCrop + flip for training, resize + centre crop otherwise."""
+def transforms(train: bool, ds: DictConfig, context: int = 0) -> v2.Compose:
+    """uint8 CHW tensors: RandomResizedCrop + flip for training, resize + centre crop (grown by ``context`` px
+    per side) otherwise."""
     size = int(ds.image_size)
     if train and ds.augment:
         steps = [v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()]
     else:
-        steps = [v2.Resize(int(ds.resize_size), antialias=True), v2.CenterCrop(size)]
+        steps = [v2.Resize(int(ds.resize_size), antialias=True), v2.CenterCrop(size + 2 * context)]
     return v2.Compose([v2.ToImage(), *steps, v2.ToDtype(torch.uint8)])
 
 
@@ -98,9 +104,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
     ``val_size > 0`` holds out that many (fixed, pseudo-random) training images for validation.
     """
 
-    def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
+    def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False, context: int = 0):
         super().__init__()
         self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        self.context = int(context)
         root = Path(str(ds.root)).expanduser()
         if not root.is_dir():
             raise DataError(f"{root}: no such directory; {HINT}")
@@ -125,7 +132,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
                          "val": Subset(train_eval, held[:eval_n].tolist())}
         else:
             self.sets = {"train": _subset(train, ds.get("subset")), "val": _subset(evaluation, eval_n)}
-        self.sets["test"] = _subset(evaluation, eval_n)
+        test = copy.copy(evaluation)  # its own transform: the test crop may carry context for Cons.S
+        test.transform = transforms(False, ds, self.context)
+        self.sets["test"] = _subset(test, eval_n)
         mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
         self.mean, self.inv_std = mean, 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
 
@@ -157,4 +166,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         x, y = batch
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         mean, inv_std = self.mean.to(x.device), self.inv_std.to(x.device)
-        return (x.float().sub_(mean).mul_(inv_std)).contiguous(memory_format=fmt), y
+        x = (x.float().sub_(mean).mul_(inv_std)).contiguous(memory_format=fmt)
+        c = self.context
+        if c and self.trainer is not None and self.trainer.testing:
+            return x[..., c:x.shape[-2] - c, c:x.shape[-1] - c].contiguous(memory_format=fmt), y, x
+        return x, y

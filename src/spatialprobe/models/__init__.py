@@ -5,15 +5,18 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from ..config import require_choice, require_number, require_positive_int
+from ..errors import ConfigError
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
+from .deeplab import DeepLabFamily
 from .mlp import MLPFamily
 from .mobilenet import MobileNetV2Family
 from .resnet import STEMS, ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), MLPFamily()]
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), DeepLabFamily(),
+                          MLPFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
 
 
@@ -25,6 +28,8 @@ def unit_count(arch: str) -> int:
 def validate(cfg: DictConfig) -> None:
     require_choice(cfg, "model.arch", sorted(ARCHS))
     require_number(cfg, "model.width", minimum=0, exclusive_minimum=True)
+    if not ARCHS[cfg.model.arch].scalable and cfg.model.width != 1:
+        raise ConfigError("model.width", cfg.model.width, f"{cfg.model.arch} is built at full width only", [1.0])
     if "stem" in cfg.model:
         require_choice(cfg, "model.stem", STEMS)
     if "fc_width" in cfg.model:
@@ -33,7 +38,9 @@ def validate(cfg: DictConfig) -> None:
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
     if "hidden" in cfg.model:
         require_positive_int(cfg, "model.hidden")
-    position.validate(cfg)  # head (gapnet / permutenet), padding, blurpool
+    size = cfg.get("dataset", {}).get("image_size")
+    maxpool = ARCHS[cfg.model.arch].has_strided_maxpool(cfg.model.arch, cfg.model, int(size)) if size else None
+    position.validate(cfg, maxpool)  # head (gapnet / permutenet), padding, blurpool
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:

@@ -54,9 +54,15 @@ class Family:
     unit_counts: dict[str, int] = {}
     #: attribute name of a unit's skip projection (ignored by the receptive-field walk)
     skip_branch: str | None = None
+    #: whether ``model.width`` may scale the channels
+    scalable: bool = True
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         raise NotImplementedError
+
+    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
+        """Whether the body ``build`` makes down-samples with a strided max-pool (answered without building)."""
+        return True
 
     def unit_names(self, body: nn.Module) -> list[str]:
         raise NotImplementedError

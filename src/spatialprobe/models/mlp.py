@@ -23,6 +23,9 @@ class MLPFamily(Family):
         return nn.Sequential(nn.Flatten(), nn.Linear(3 * image_size * image_size, hidden), nn.ReLU(inplace=True),
                              nn.Linear(hidden, num_classes))  # PyTorch's default Linear initialisation
 
+    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
+        return False
+
     def unit_names(self, body: nn.Module) -> list[str]:
         return []
 

@@ -40,6 +40,9 @@ class MobileNetV2Family(Family):
     archs = ("mobilenet_v2",)
     unit_counts = {"mobilenet_v2": 17}
 
+    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
+        return False  # it down-samples with strided convs only
+
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         body = mobilenet_v2(num_classes=num_classes, width_mult=float(cfg.width))
         if resolve_stem(cfg.get("stem", "auto"), image_size) == "cifar":

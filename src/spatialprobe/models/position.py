@@ -6,11 +6,16 @@
   on every forward pass, in training and at test time, then the family's head). ``head_kernel``
   is the GAPNet conv's kernel size (3 in the paper's code).
 * ``model.padding``: the ``padding_mode`` of every ``Conv2d`` (zeros / reflect / replicate / circular).
-* ``model.blurpool``: anti-aliased down-sampling (Zhang 2019) with kornia's blur pool: every
-  strided max-pool becomes a stride-1 max-pool + a blur pool (``MaxBlurPool2D``), every strided
-  conv after the stem becomes a blur pool followed by the conv at stride 1 (the stem conv keeps
-  its stride, as in Zhang's models). ``blur_kernel`` is the binomial filter size (default 4).
-  The blur pads with zeros whatever ``model.padding`` says.
+* ``model.blurpool``: BlurPool (Zhang 2019, "Making convolutional networks shift-invariant
+  again"), a fixed binomial blur followed by subsampling (:class:`BlurPool`). ``pool`` (or
+  ``true``) is the paper's description of it, "a Gaussian blurring layer after each max-pooling
+  layer": every strided max-pool is evaluated at stride 1 and followed by a blur pool with the
+  max-pool's stride. ``full`` is Zhang's whole anti-aliasing: in addition every strided conv after
+  the stem becomes a blur pool followed by the conv at stride 1 (the stem conv keeps its stride,
+  as in Zhang's ``pool_only`` models). ``pool`` on a network without a strided max-pool (a ResNet
+  with the 32 px stem, MobileNetV2) would change nothing and is refused. ``blur_kernel`` is the
+  filter size (default 4, Zhang's default; 3 is [1, 2, 1]). The blur pads by reflection, as
+  Zhang's layer does (replication on maps too small to reflect), whatever ``model.padding`` says.
 
 The changes live inside the torchvision body (its ``avgpool`` / ``fc`` / ``classifier``), so the
 body's own forward and the family's seam keep working: ``pool`` returns the latent *before* the
@@ -21,24 +26,75 @@ PermuteNet permutation (channel identities stay fixed, so they can be ranked and
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import DictConfig
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import get, require_choice
+from ..errors import ConfigError
 
 HEADS = ("linear", "gapnet", "permutenet")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+BLURPOOL = (False, True, "none", "pool", "full")
 BLUR_KERNELS = [2, 3, 4, 5, 6, 7]
 HEAD_KERNELS = [1, 3, 5, 7]
 
 
-def validate(cfg: DictConfig) -> None:
-    """The keys are optional (a model config without them is a plain ``linear`` / ``zeros`` network)."""
+def blurpool_mode(value) -> str:
+    """``model.blurpool`` as one of none / pool / full (``false`` = none, ``true`` = pool)."""
+    if value is None or value is False:
+        return "none"
+    return "pool" if value is True else str(value)
+
+
+def validate(cfg: DictConfig, has_strided_maxpool: bool | None = None) -> None:
+    """The keys are optional (a model config without them is a plain ``linear`` / ``zeros`` network).
+
+    ``has_strided_maxpool``: whether the configured body down-samples with a strided max-pool
+    (None: unknown, not checked); BlurPool's ``pool`` mode needs one.
+    """
     for key, choices in (("model.head", HEADS), ("model.head_kernel", HEAD_KERNELS), ("model.padding", PADDING_MODES),
-                         ("model.blurpool", [False, True]), ("model.blur_kernel", BLUR_KERNELS)):
+                         ("model.blurpool", BLURPOOL), ("model.blur_kernel", BLUR_KERNELS)):
         if get(cfg, key) is not None:
             require_choice(cfg, key, choices)
+    mode = blurpool_mode(get(cfg, "model.blurpool"))
+    if mode == "pool" and has_strided_maxpool is False:
+        raise ConfigError("model.blurpool", get(cfg, "model.blurpool"),
+                          f"{cfg.model.arch} with stem '{get(cfg, 'model.stem', 'auto')}' at {cfg.dataset.image_size} "
+                          "px has no strided max-pool to blur (BlurPool after each max-pool would change nothing); "
+                          "'full' also blurs before every strided conv", ["full", False])
+
+
+def binomial_kernel(size: int) -> torch.Tensor:
+    """The ``size`` x ``size`` binomial filter: the outer product of row ``size - 1`` of Pascal's triangle, sum 1."""
+    row = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
+    return torch.outer(row, row).div_(row.sum() ** 2).float()
+
+
+class BlurPool(nn.Module):
+    """Blur every channel with a fixed binomial filter, then keep every ``stride``-th pixel (one depthwise conv).
+
+    Padding (by reflection, Zhang's choice) of (k-1)//2 before and k//2 after keeps a stride-s map at
+    ceil(size / s) pixels, like the strided layer it replaces.
+    """
+
+    def __init__(self, kernel: int = 4, stride: int = 2):
+        super().__init__()
+        self.kernel, self.stride = int(kernel), int(stride)
+        self.pad = ((kernel - 1) // 2, kernel // 2) * 2  # left, right, top, bottom
+        self.register_buffer("filter", binomial_kernel(kernel)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        mode = "reflect" if min(x.shape[-2:]) > max(self.pad) else "replicate"
+        weight = self.filter.to(x.dtype).expand(c, 1, self.kernel, self.kernel)
+        return F.conv2d(F.pad(x, self.pad, mode=mode), weight, stride=self.stride, groups=c)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}"
 
 
 class ChannelPermute(nn.Module):
@@ -56,19 +112,26 @@ def set_padding(module: nn.Module, mode: str) -> int:
     return len(convs)
 
 
-def antialias(body: nn.Module, kernel: int = 4) -> None:
-    """Replace strided max-pools and (non-stem) strided convs by their blur-pool versions, in place."""
-    from kornia.filters import BlurPool2D, MaxBlurPool2D
-
+def antialias(body: nn.Module, mode: str = "pool", kernel: int = 4) -> int:
+    """BlurPool in place (module docstring): ``pool`` blurs after every strided max-pool, ``full`` also before
+    every strided conv but the stem. Returns the number of blur layers inserted."""
     first_conv = next((m for m in body.modules() if isinstance(m, nn.Conv2d)), None)
+    inserted = 0
     for parent in list(body.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool2d) and _stride(child.stride) > 1:
-                setattr(parent, name, MaxBlurPool2D(kernel, stride=_stride(child.stride), max_pool_size=2))
-            elif isinstance(child, nn.Conv2d) and child is not first_conv and _stride(child.stride) > 1:
-                stride = _stride(child.stride)
+            stride = _stride(child.stride) if isinstance(child, nn.MaxPool2d | nn.Conv2d) else 1
+            if stride == 1:
+                continue
+            if isinstance(child, nn.MaxPool2d):
+                child.stride = 1  # the max is taken densely; the blur pool does the subsampling
+                setattr(parent, name, nn.Sequential(child, BlurPool(kernel, stride)))
+            elif mode == "full" and child is not first_conv:
                 child.stride = (1, 1)
-                setattr(parent, name, nn.Sequential(BlurPool2D(kernel, stride=stride), child))
+                setattr(parent, name, nn.Sequential(BlurPool(kernel, stride), child))
+            else:
+                continue
+            inserted += 1
+    return inserted
 
 
 def _stride(stride) -> int:
@@ -97,7 +160,8 @@ def _pooled_channels(head: nn.Module) -> int:
 def apply_options(body: nn.Module, cfg: DictConfig, num_classes: int) -> nn.Module:
     """Apply ``head``, ``blurpool`` and ``padding`` of ``cfg`` (a model config) to ``body``, in place."""
     apply_head(body, cfg.get("head") or "linear", num_classes, int(cfg.get("head_kernel") or 3))
-    if cfg.get("blurpool"):
-        antialias(body, int(cfg.get("blur_kernel") or 4))
+    mode = blurpool_mode(cfg.get("blurpool"))
+    if mode != "none":
+        antialias(body, mode, int(cfg.get("blur_kernel") or 4))
     set_padding(body, cfg.get("padding") or "zeros")
     return body

@@ -59,6 +59,9 @@ class ResNetFamily(Family):
         init_like_torchvision(body)
         return body
 
+    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
+        return resolve_stem(cfg.get("stem", "auto"), image_size) == "imagenet"
+
     def unit_names(self, body: nn.Module) -> list[str]:
         return [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(body, f"layer{i}")))]
 
