@@ -49,8 +49,9 @@ def test_the_width_rule_names_the_narrowest_layer_of_the_built_models(arch):
         "resnet18", "vgg16_bn", "squeezenet1_0", "mobilenet_v2") else (0.3, 0.1, 0.0625, 0.02)
     for width in widths:
         model = build(arch, width, classes=1000)  # the classifier (1000 outputs) is never the narrowest layer
-        convs = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
-        assert min(convs) == schema.narrowest_channels(arch, width), (arch, width)
+        widths_built = [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] or \
+            [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]  # the MLP: its hidden layer
+        assert min(widths_built) == schema.narrowest_channels(arch, width), (arch, width)
 
 
 def test_every_model_option_at_its_default_width_keeps_the_minimum_and_the_tests_tiny_width_too():
@@ -94,7 +95,8 @@ def test_data_task_recipe_and_trainer_choices_agree_with_the_code():
     assert set(schema.LOGGERS) == set(group_choices("logger"))
     assert set(schema.PRECISIONS) == set(flat_literal(_PRECISION_INPUT))  # what Lightning's Trainer accepts
     params = [nn.Parameter(torch.zeros(2))]
-    recipe = {"lr": 0.1, "batch_size": 8, "momentum": 0.9, "weight_decay": 0.0, "milestones": [0.5], "gamma": 0.1}
+    recipe = {"lr": 0.1, "batch_size": 8, "momentum": 0.9, "weight_decay": 0.0, "milestones": [0.5], "gamma": 0.1,
+              "poly_power": 0.9, "alpha": 0.9, "eps": 1.0}  # every key check_recipe asks of some choice
     for optimizer in schema.OPTIMIZERS:
         opt = build_optimizer(params, {**recipe, "optimizer": optimizer})
         assert type(opt).__name__.lower() == optimizer

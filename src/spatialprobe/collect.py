@@ -75,6 +75,8 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
     trained = ev.get("trained", {})
     applied = ev.get("test_time_method")
     trained_method = trained.get("method")
+    if trained.get("k") == 0 and (train or {}).get("unit") is None:
+        trained_method = "none"  # K=0 of a method's sweep is the baseline: nothing was modified in training
     if applied:
         test_method = applied["method"]
     elif not ev.get("keep_method", True) and trained_method in STOCHASTIC_METHODS:
@@ -94,6 +96,33 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
         "eval_seed": ev.get("eval_seed"), "test_top1": ev.get("top1_mean"), "test_top1_std": ev.get("top1_std"),
         "test_top5_final": ev.get("top5_mean"), "run_dir": str(run_dir), "eval_path": str(path),
     }
+
+
+def epoch_metrics(run_dir: str | Path):
+    """The per-epoch metrics a run logged (``logs/attempt-*/metrics.csv``): one row per epoch (0-based),
+    a column per epoch-level metric (``train_top1``, ``val_top1``, losses, learning rate, ...). A resumed
+    run's later attempts win where attempts overlap. None when the run logged no epoch yet."""
+    import pandas as pd
+
+    files = sorted(Path(run_dir).glob("logs/attempt-*/metrics.csv"),
+                   key=lambda f: int(f.parent.name.split("-")[-1]) if f.parent.name.split("-")[-1].isdigit() else 0)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_csv(f))
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue  # a file being written, or torn: its epochs are left out
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    if "epoch" not in df.columns:
+        return None
+    df = df[df["epoch"].notna()].drop(columns=[c for c in ("step", "train_loss_step") if c in df.columns])
+    epochs = df.groupby("epoch", sort=True).last().reset_index()  # last non-null value per column
+    epochs = epochs.dropna(axis=1, how="all")
+    epochs = epochs.dropna(subset=[c for c in epochs.columns if c != "epoch"], how="all")
+    epochs["epoch"] = epochs["epoch"].astype(int)
+    return epochs if len(epochs) else None
 
 
 def collect_dirs(dirs: Iterable[str | Path]):

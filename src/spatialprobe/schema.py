@@ -75,7 +75,7 @@ def _is_list(value) -> bool:
 # --------------------------------------------------------------------------- models
 #: Modifiable units of every architecture (spatialprobe.models builds exactly these; tests hold them).
 UNIT_COUNTS = {"vgg16_bn": 13, "resnet18": 8, "resnet34": 16, "resnet50": 16, "resnet101": 33, "resnet152": 50,
-               "mobilenet_v2": 17, "squeezenet1_0": 8, "deeplabv3_resnet50": 16}
+               "mobilenet_v2": 17, "squeezenet1_0": 8, "deeplabv3_resnet50": 16, "mlp": 0}
 ARCHS = tuple(sorted(UNIT_COUNTS))
 FULL_WIDTH_ONLY = ("deeplabv3_resnet50",)  # torchvision builds them at full width only
 STEMS = ("auto", "cifar", "imagenet", "imagenet_nopool")
@@ -96,6 +96,7 @@ NARROWEST = {
                                                     "deeplabv3_resnet50")},
     "squeezenet1_0": ("the squeeze convs of the first two fire modules", 16),
     "mobilenet_v2": ("features.1", 16),
+    "mlp": ("the hidden layer", 512),
 }
 #: Architectures whose width rounds every layer to a multiple of this (torchvision's _make_divisible).
 WIDTH_DIVISOR = {"mobilenet_v2": 8}
@@ -129,7 +130,7 @@ def resolve_stem(stem: str, image_size: int) -> str:
 def has_strided_maxpool(arch: str, stem: str, image_size: int) -> bool:
     """Whether the network down-samples with a strided max-pool (BlurPool's ``pool`` mode blurs after it):
     VGG, SqueezeNet and DeepLab always, a ResNet with torchvision's ImageNet stem, MobileNetV2 never."""
-    if arch == "mobilenet_v2":
+    if arch in ("mobilenet_v2", "mlp"):
         return False
     if arch.startswith("resnet"):
         return resolve_stem(stem, image_size) == "imagenet"
@@ -160,6 +161,8 @@ def check_model(cfg) -> None:
         require_number(cfg, "model.fc_width", integer=True, minimum=MIN_CHANNELS)
     if has(cfg, "model.dropout"):
         require_number(cfg, "model.dropout", minimum=0, maximum=1)
+    if has(cfg, "model.hidden"):
+        require_number(cfg, "model.hidden", integer=True, minimum=MIN_CHANNELS)
     # part B options; optional (a model config without them is a plain linear-head, zero-padded network)
     for key, choices in (("model.head", HEADS), ("model.head_kernel", HEAD_KERNELS), ("model.padding", PADDING_MODES),
                          ("model.blurpool", BLURPOOL), ("model.blur_kernel", BLUR_KERNELS)):
@@ -369,8 +372,8 @@ def check_dataset(cfg) -> None:
 TASKS = ("classify", "augshift", "segment", "detect")
 #: Methods a detector's backbone takes (gap_fc pools away the map the boxes are read from)
 DETECT_METHODS = ("none", "spatial_shuffle", "patch_shuffle", "channel_shuffle", "conv1x1")
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("multistep", "onecycle", "cosine", "exponential", "poly", "constant")
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("multistep", "exponential", "poly", "onecycle", "cosine", "constant")
 #: Lightning's precision values and their short aliases
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
               "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
@@ -448,14 +451,25 @@ def _check_detect_task(cfg) -> None:
 
 
 def check_recipe(cfg) -> None:
-    require_choice(cfg, "recipe.optimizer", OPTIMIZERS)
+    """The recipe's keys: optimiser, schedule and their numbers (module.build_optimizer / build_scheduler)."""
+    optimizer = require_choice(cfg, "recipe.optimizer", OPTIMIZERS)
     schedule = require_choice(cfg, "recipe.schedule", SCHEDULES)
-    if schedule == "exponential":  # the whole run decays the learning rate by the factor gamma
-        require_number(cfg, "recipe.gamma", minimum=0, maximum=1, exclusive_minimum=True)
     require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
     require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
     require_number(cfg, "recipe.weight_decay", minimum=0)
+    if optimizer in ("sgd", "rmsprop"):
+        require_number(cfg, "recipe.momentum", minimum=0, maximum=1)
+    if optimizer == "rmsprop":
+        require_number(cfg, "recipe.alpha", minimum=0, maximum=1)
+        require_number(cfg, "recipe.eps", minimum=0, exclusive_minimum=True)
+    if schedule in ("multistep", "exponential"):  # exponential: x gamma after every epoch
+        require_number(cfg, "recipe.gamma", minimum=0, maximum=1, exclusive_minimum=True)
+    if schedule == "poly":
+        require_number(cfg, "recipe.poly_power", minimum=0, exclusive_minimum=True)
+    warmup = require_number(cfg, "recipe.warmup_epochs", minimum=0, optional=True)
+    if warmup and schedule == "onecycle":
+        raise ConfigError("recipe.warmup_epochs", warmup, "the one-cycle schedule has its own warm-up", [0])
 
 
 def check_trainer(cfg) -> None:

@@ -130,7 +130,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     record.update(
         params=count_params(model), flops=count_flops(model, size), units=len(model.unit_names()),
         modified_units=report.modified_units, stripped_units=report.stripped_units,
-        modified_unit_names=report.unit_names, receptive_field=receptive_field(model),
+        modified_unit_names=report.unit_names, receptive_field=receptive_field(model, report.modified_units),
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted

@@ -13,13 +13,15 @@ from ..schema import unit_count
 from . import position
 from .base import Family, SpatialNet, init_like_torchvision
 from .deeplab import DeepLabFamily
+from .mlp import MLPFamily
 from .mobilenet import MobileNetV2Family
 from .pretrained import load_pretrained
 from .resnet import ResNetFamily
 from .squeezenet import SqueezeNetFamily
 from .vgg import VGGFamily
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), DeepLabFamily()]
+FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), DeepLabFamily(),
+                          MLPFamily()]
 ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
 
 
