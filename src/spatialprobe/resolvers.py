@@ -4,11 +4,18 @@
 task (n*n cells for ``location``, the source's classes for ``class``);
 ``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side). Invalid inputs resolve to
 None; the config checks (``spatialprobe.data.validate``) then name the key the user set.
+``${sp.cpu_precision:}``: ``bf16-mixed`` on a CPU with bfloat16 instructions (``avx512_bf16`` or
+``amx_bf16``), else ``32-true`` (trainer=cpu; bf16 autocast without them is slower than fp32).
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from omegaconf import OmegaConf
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def _int(value) -> int | None:
@@ -30,6 +37,22 @@ def mul(a, b):
     return None if a is None or b is None else a * b
 
 
+@functools.cache
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (read from the kernel's flags, without importing torch)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def cpu_precision() -> str:
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
 def register() -> None:
     OmegaConf.register_new_resolver("sp.grid_classes", grid_classes, replace=True)
     OmegaConf.register_new_resolver("sp.mul", mul, replace=True)
+    OmegaConf.register_new_resolver("sp.cpu_precision", cpu_precision, replace=True)

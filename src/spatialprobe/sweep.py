@@ -8,6 +8,8 @@
   directory and that a SLURM launcher has ``sbatch`` to submit with. Any problem stops the sweep
   with one line and exit status 2, before a directory is created or a job submitted;
 * with ``dry_run=true`` it lists the jobs (run dir, complete or to do) and stops;
+* while the jobs run it prints a line per job as it starts and ends, with the sweep's ETA
+  (:class:`spatialprobe.progress.SweepProgress`, from the jobs' records: any launcher);
 * after the sweep it reads every job's record and prints a summary; a sweep with failed runs
   exits with status 1 (the failed runs keep ``status: failed`` and the reason in their records).
 """
@@ -17,13 +19,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import UserError, reported
 from .records import RECORD_NAME, read_json
+
+if TYPE_CHECKING:
+    from .progress import SweepProgress
 
 
 @dataclass
@@ -37,16 +42,25 @@ def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[
     """The override list of every job of the sweep, in Hydra's order (basic sweeper semantics).
 
     ``extra`` overrides come last and win over the sweep's own (as later command-line overrides do).
+    With ``hydra/sweeper=grids`` the sweep is the union of its ``hydra.sweeper.grids``: each grid is
+    expanded as the basic sweeper would (the grid's params, ``params``, the command line), and a
+    job listed by two grids runs once.
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    lines = [f"{k}={v}" for k, v in params.items()]
-    lines += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    lines += list(extra or [])
-    overrides = OverridesParser.create().parse_overrides(lines)
-    return BasicSweeper.split_arguments(overrides, None)[0]
+    common = [f"{k}={v}" for k, v in params.items()]
+    common += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    common += list(extra or [])
+    parser = OverridesParser.create()
+    jobs: list[list[str]] = []
+    for grid in OmegaConf.select(config, "hydra.sweeper.grids") or [{}]:
+        lines = [f"{k}={v}" for k, v in grid.items()] + common
+        for job in BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]:
+            if job not in jobs:
+                jobs.append(job)
+    return jobs
 
 
 def compose_jobs(config: DictConfig, job_overrides: list[list[str]] | None = None) -> list[Job]:
@@ -107,6 +121,20 @@ def validate_jobs(jobs: list[Job]) -> None:
                             f"name (hydra.job.config.override_dirname.exclude_keys) must not vary")
 
 
+def job_label(job: Job, varying: set[str]) -> str:
+    """``spatial_shuffle k=3`` plus the job's other swept overrides."""
+    rest = [o for o in job.overrides if o in varying and o.split("=", 1)[0].lstrip("+~") not in ("method", "k")]
+    return " ".join([f"{job.config.method.name} k={job.config.k}", *rest])
+
+
+def progress_of(jobs: list[Job]) -> SweepProgress:
+    from .progress import SweepProgress
+
+    common = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
+    varying = {o for j in jobs for o in j.overrides} - common
+    return SweepProgress([(job_label(j, varying), j.run_dir, int(j.config.trainer.max_epochs)) for j in jobs])
+
+
 def job_status(run_dir: Path) -> str:
     rec = read_json(run_dir / RECORD_NAME) or {}
     return rec.get("status") or "to do"
@@ -117,6 +145,10 @@ class SweepCheck(Callback):
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
+        self.progress: SweepProgress | None = None
+
+    def __getstate__(self) -> dict:  # submitit pickles the launcher, which holds the callbacks
+        return {**self.__dict__, "progress": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with reported():
@@ -128,8 +160,17 @@ class SweepCheck(Callback):
             for job in self.jobs:
                 print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)})")
             raise SystemExit(0)
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "").rsplit(".", 1)[-1]
+        at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if "Local" in launcher else None
+        print(f"sweep {config.hydra.sweep.dir}: {len(self.jobs)} runs ({launcher}"
+              + (f", {at_once} at a time" if at_once else "") + "); their logs are in their run directories",
+              flush=True)
+        self.progress = progress_of(self.jobs)
+        self.progress.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
         statuses = {job.run_dir: job_status(job.run_dir) for job in self.jobs}
         failed = [d for d, s in statuses.items() if s != "complete"]
         print(f"sweep {config.hydra.sweep.dir}: {len(statuses) - len(failed)} of {len(statuses)} runs complete",
