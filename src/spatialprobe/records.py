@@ -22,7 +22,7 @@ RECORD_NAME = "result.json"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 
 # Config keys that do not change a run's result; they are left out of its identity hash.
-VOLATILE_KEYS = ("resume", "paths", "logger", "name", "experiment_name", "dry_run", "checkpoint", "debug",
+VOLATILE_KEYS = ("resume", "paths", "logger", "name", "experiment_name", "dry_run", "cost", "checkpoint", "debug",
                  "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 
 

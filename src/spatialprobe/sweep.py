@@ -156,9 +156,17 @@ class SweepCheck(Callback):
             self.jobs = compose_jobs(config)
             validate_jobs(self.jobs)
         if config.get("dry_run"):
+            from . import cost
+
+            costs, total = [""] * len(self.jobs), None
+            if self.jobs and cost.requested(self.jobs[0].config):
+                lines, total = cost.report([j.config for j in self.jobs], self.jobs[0].config.paths.cache_dir)
+                costs = [f"  {line}" for line in lines]
             print(f"dry run: {len(self.jobs)} job(s) in {config.hydra.sweep.dir}")
-            for job in self.jobs:
-                print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)})")
+            for job, text in zip(self.jobs, costs, strict=True):
+                print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)}){text}")
+            if total:
+                print(total)
             raise SystemExit(0)
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "").rsplit(".", 1)[-1]
         at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if "Local" in launcher else None

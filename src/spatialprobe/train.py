@@ -35,7 +35,7 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, models, speed, surgery, tasks
+    from . import cost, data, models, speed, surgery, tasks
 
     require_number(cfg, "seed", integer=True, minimum=0)
     data.validate(cfg)
@@ -48,6 +48,7 @@ def validate(cfg: DictConfig) -> None:
     require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
     require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
     speed.validate(cfg)  # channels_last, compile, precision
+    cost.validate(cfg)  # dry-run cost estimate: cost.gpu, cost.mfu, ...
     require_number(cfg, "recipe.weight_decay", minimum=0)
     require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
@@ -222,6 +223,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if cfg.dry_run:
             validate(cfg)
             print(f"dry run: {cfg.name} is valid; it would run in {hydra_output_dir()}")
+            from . import cost
+
+            if cost.requested(cfg):
+                (line,), total = cost.report([cfg], cfg.paths.cache_dir)
+                print(f"  {line}\n{total}")
             return None
         return run(cfg).get("test_top1")
 
