@@ -149,7 +149,7 @@ def _worker(conn) -> None:
 
 def layout_row(args) -> dict:
     """One job with 2 threads vs two jobs side by side with 1 thread each (wall time per image)."""
-    rounds, steps = (3, 4) if args.quick else (8, 10)
+    rounds, steps = (3, 3) if args.quick else (5, 5)
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     for _ in range(2):
