@@ -3,6 +3,8 @@
 #   LAUNCHER=slurm (a SLURM job array; add hydra.launcher.partition=... trainer=gpu ... as arguments)
 #   DRY_RUN=1      list and validate every job of every sweep, train nothing
 #   PY=...         the python with spatialprobe installed (default: .venv/bin/python, else python)
+# With logger=wandb among the script's arguments the figures step also logs a W&B "figures" run
+# (plot --wandb) into the group of the sweep's runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi; fi
@@ -10,6 +12,8 @@ LAUNCHER=${LAUNCHER:-local}
 RUNS=${SPATIALPROBE_RUNS:-runs}
 DRY=()
 if [ "${DRY_RUN:-0}" = 1 ]; then DRY=(dry_run=true); fi
+PLOT_WANDB=()
+for arg in "$@"; do if [ "$arg" = logger=wandb ]; then PLOT_WANDB=(--wandb); fi; done
 
 # sweep ARGS...: one multirun of spatialprobe.train with the chosen launcher
 sweep() {
@@ -24,5 +28,5 @@ figures() {
     for name in "$@"; do dirs+=("$RUNS/sweeps/$name"); done
     if [ $# -gt 1 ]; then out="$RUNS/figures/$(basename "$0" .sh)"; fi
     "$PY" -m spatialprobe.collect "${dirs[@]}" -o "$out/results.csv"
-    "$PY" -m spatialprobe.plot "$out/results.csv" -o "$out/figures"
+    "$PY" -m spatialprobe.plot "$out/results.csv" -o "$out/figures" "${PLOT_WANDB[@]}"
 }

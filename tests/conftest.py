@@ -34,9 +34,10 @@ def fake_cifar100(tmp_path_factory) -> Path:
 @pytest.fixture()
 def env(tmp_path) -> dict:
     """Environment for subprocess runs: private cache and run roots, offline W&B."""
-    e = dict(os.environ)
+    e = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL")}
     e.update(SPATIALPROBE_CACHE=str(tmp_path / "cache"), SPATIALPROBE_RUNS=str(tmp_path / "runs"),
-             WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore")
+             WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONWARNINGS="ignore",
+             NETRC=str(tmp_path / "no-netrc"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"))  # no W&B credentials
     return e
 
 

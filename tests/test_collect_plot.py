@@ -157,6 +157,34 @@ def test_plot_writes_figures_and_the_papers_tables(tmp_path):
     assert pd.read_csv(tmp_path / "tight" / "compressed.csv").set_index("method").loc["spatial_shuffle", "k"] == 2
 
 
+def test_accuracy_vs_cost_figure_marks_the_pareto_front(tmp_path):
+    from spatialprobe.plot import pareto_front
+
+    pts = pd.DataFrame({"params": [10, 10, 8, 6, 6, 4, 9], "acc": [70.0, 69.0, 69.5, 60.0, 65.0, 50.0, 68.0],
+                        "k": range(7)})
+    # (10, 69.0) loses to (10, 70.0); (9, 68.0) to (8, 69.5); (6, 60.0) to (6, 65.0)
+    assert sorted(pareto_front(pts, "params").k) == [0, 2, 4, 5]
+
+    table = synthetic_table(tmp_path)
+    written = make_all(table, tmp_path / "fig")
+    png = tmp_path / "fig" / "cost_vgg16_cifar100.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and (tmp_path / "fig" / "cost_vgg16_cifar100.pdf").is_file()
+    front = pd.read_csv(tmp_path / "fig" / "pareto.csv")
+    # conv1x1 trades accuracy for parameters at every K; spatial shuffle keeps them all, so only its
+    # K=0 point (tied with conv1x1's K=0) can be on the front
+    by_params = front[front.cost == "params"].sort_values("params")
+    assert by_params.params.tolist() == [34_000_000 - 2_000_000 * k for k in range(6, -1, -1)]
+    assert by_params.k.tolist()[:-1] == [6, 5, 4, 3, 2, 1] and set(by_params.method[:-1]) == {"conv1x1"}
+    assert by_params.acc.is_monotonic_increasing and by_params.acc.iloc[-1] == pytest.approx(70.0)
+    assert (front[front.cost == "flops"].flops == by_params.flops.values).all()
+    # the W&B charts behind the figure: one series per method plus the front, for params and FLOPs
+    chart = written.charts["cost_vgg16_cifar100_params"].points
+    assert set(chart.series) == {"conv1x1", "spatial_shuffle", "Pareto front"}
+    assert len(chart[chart.series == "spatial_shuffle"]) == 7
+    assert sorted(chart[chart.series == "Pareto front"].x) == sorted(by_params.params)
+    assert "cost_vgg16_cifar100_flops" in written.charts and "kcurve_vgg16_cifar100" in written.charts
+
+
 def test_plot_bad_tables(tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"model": ["vgg16"], "k": [0], "acc": [1.0]}).to_csv(bad, index=False)

@@ -169,6 +169,18 @@ def test_loader_shards_disjointly_across_ranks():
     assert len(seen[0]) == len(seen[1]) == 20 and not set(seen[0].tolist()) & set(seen[1].tolist())
 
 
+def test_evaluation_shards_cover_every_image_once():
+    """Evaluation under DDP: shares of 14, 13, 13 of 40 images (training: equal shares, the rest dropped)."""
+    x = torch.zeros(40, 2, 2, 3, dtype=torch.uint8)
+    y = torch.arange(40)
+    shards = [TensorBatches(x, y, 4, MEAN, STD, rank=r, world_size=3) for r in range(3)]
+    seen = [torch.cat([b[1] for b in loader]) for loader in shards]
+    assert [len(s) for s in seen] == [14, 13, 13] and [len(loader) for loader in shards] == [4, 4, 4]
+    assert sorted(torch.cat(seen).tolist()) == list(range(40))
+    train = [TensorBatches(x, y, 4, MEAN, STD, shuffle=True, drop_last=True, rank=r, world_size=3) for r in range(3)]
+    assert [len(loader) for loader in train] == [3, 3, 3]
+
+
 def test_subset_val_split_and_augment_switch(fake_cifar10):
     s = load_splits(ds_cfg(fake_cifar10), None)
     dm = ArrayDataModule(s, ds_cfg(fake_cifar10, subset=50, val_size=30, augment=False), 10, seed=0)

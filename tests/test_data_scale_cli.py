@@ -45,15 +45,32 @@ def test_tiny_imagenet_run_with_the_imagenet_recipe(tmp_path, env):
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_writes_one_record(fake_cifar10, tmp_path, env):
+def test_ddp_on_two_cpu_processes_writes_one_record(fake_cifar10, tmp_path, env, monkeypatch):
+    """DDP on 2 processes; 63 test images (shards of 32 and 31): the record's top-1 / top-5 / loss are
+    those of one process evaluating the same weights on all 63 images, each counted once."""
+    from hydra import compose, initialize_config_dir
+
+    from spatialprobe import CONF_DIR
+    from spatialprobe.evaluate import evaluate
+
     run_dir = tmp_path / "run"
-    args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.strategy=ddp", "trainer.devices=2"]
+    args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.strategy=ddp", "trainer.devices=2",
+            "dataset.eval_subset=63"]
     p = train(args, env, tmp_path, run_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((run_dir / "result.json").read_text())
     assert rec["status"] == "complete" and rec["attempts"] == 1
     assert rec["steps"] == 160 // 2 // 16  # every rank takes half of each epoch
     assert p.stdout.count("test_top1=") == 1
+
+    monkeypatch.setenv("SPATIALPROBE_CACHE", env["SPATIALPROBE_CACHE"])
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"ckpt={run_dir}/checkpoints/last.ckpt", "eval.device=cpu"])
+    one = evaluate(cfg)
+    assert one["images"] == 63 and rec["data_sizes"]["test"] == 63
+    assert rec["test_top1"] == pytest.approx(one["top1_mean"], abs=1e-3)
+    assert rec["test_top5_final"] == pytest.approx(one["top5_mean"], abs=1e-3)
+    assert rec["test_loss_final"] == pytest.approx(one["loss_mean"], rel=1e-4)
 
 
 BAD = [  # one case per kind of check; the other bad inputs are covered in-process

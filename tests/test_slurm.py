@@ -43,9 +43,11 @@ def slurm_jobs(sweep_dir: Path) -> list[str]:
 
 
 def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp_path):
+    from wandb_offline import run_contents
+
     sweep_dir = tmp_path / "sweeps" / "slurm_tiny"  # fresh per test: its own submitit folder
     args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", "model=resnet18", *TINY,
-            "method=channel_shuffle", "k=0,1,2", f"hydra.sweep.dir={sweep_dir}", *SLURM]
+            "method=channel_shuffle", "k=0,1,2", f"hydra.sweep.dir={sweep_dir}", *SLURM, "logger=wandb"]
     p = subprocess.run([sys.executable, "-m", "spatialprobe.train", *args], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
@@ -54,10 +56,19 @@ def test_k_sweep_on_slurm_gives_one_complete_record_per_k(fake_cifar10, env, tmp
     assert sorted(r["k"] for r in records) == [0, 1, 2]
     assert all(r["status"] == "complete" and r["method"] == "channel_shuffle" for r in records)
     assert all(r["host"] and r["test_top1"] is not None for r in records)
+    for rec in records:  # W&B (offline) from every array task: each run its own metrics, in the sweep's group
+        wb = run_contents(next(Path(rec["wandb_dir"]).glob("run-*.wandb")))
+        assert wb["group"] == "slurm_tiny" and wb["config"]["k"] == rec["k"]
+        assert wb["summary"]["test_top1"] == pytest.approx(rec["test_top1"], abs=1e-3)
     jobs = slurm_jobs(sweep_dir)
     assert len(jobs) == 3  # one SLURM array task per K
-    sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"], capture_output=True,
-                           text=True).stdout.split()
+    deadline = time.time() + 120  # a task's result is in before its process has exited (wandb's own teardown)
+    while True:
+        sacct = subprocess.run(["sacct", "-n", "-X", "-j", jobs[0].split("_")[0], "-o", "State"],
+                               capture_output=True, text=True).stdout.split()
+        if not {"RUNNING", "COMPLETING"} & set(sacct) or time.time() > deadline:
+            break
+        time.sleep(2)
     assert sacct and set(sacct) == {"COMPLETED"}, sacct
 
 

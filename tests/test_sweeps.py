@@ -306,4 +306,11 @@ def test_launcher_configs(tmp_path):
         assert key in slurm, key
     assert slurm.timeout_min >= 10 and slurm.max_num_timeout > 0 and slurm.signal_delay_s > 0
     assert local._target_ == "hydra_plugins.spatialprobe_launcher.BoundedLocalLauncher" and local.max_parallel == 1
+    # local.yaml builds on submitit's local config: every key of it, only a few set again
+    from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
+
+    assert set(OmegaConf.structured(LocalQueueConf)) - {"_target_"} <= set(local)
+    local_yaml = yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "local.yaml").read_text())
+    assert local_yaml["defaults"] == ["spatialprobe_local"]
+    assert set(local_yaml) == {"defaults", "max_parallel", "gpus_per_node", "timeout_min"}
     assert yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "slurm.yaml").read_text())["defaults"] == ["submitit_slurm"]

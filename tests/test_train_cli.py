@@ -34,7 +34,10 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
         assert noise not in console, noise
     assert "GPU available" in logfile and "Total params" in logfile and "test_top1=" in console
     csv = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text()
-    assert "val_top1" in csv.splitlines()[0] and "train_loss_step" in csv.splitlines()[0]
+    assert csv.splitlines()[0].split(",") == [  # the column names (MetricCollection + log_dict) stay these
+        "epoch", "lr-SGD", "step", "test_loss", "test_top1", "test_top5", "train_loss_epoch", "train_loss_step",
+        "train_top1", "train_top5", "val_loss", "val_top1", "val_top5"]
+    assert 0.0 <= rec["test_top5_final"] <= 100.0 and rec["test_top5_final"] >= rec["test_top1"]
     # the same command again: nothing is retrained, the record stays as it was
     p2 = train(args, env, tmp_path, run_dir)
     assert p2.returncode == 0 and "skipped, already complete" in p2.stdout

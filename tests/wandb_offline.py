@@ -42,10 +42,10 @@ def read_records(path: Path) -> list:
 
 
 def run_contents(path: Path) -> dict:
-    """history rows, summary values, run metadata (group, tags) of one offline run file."""
+    """history rows, summary values, run metadata (group, tags, job type) of one offline run file."""
     import json
 
-    out = {"history": [], "summary": {}, "group": None, "tags": [], "config": {}}
+    out = {"history": [], "summary": {}, "group": None, "tags": [], "config": {}, "job_type": None}
     for rec in read_records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
@@ -53,9 +53,22 @@ def run_contents(path: Path) -> dict:
         elif kind == "summary":
             out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.summary.update})
         elif kind == "run":
-            out["group"], out["tags"] = rec.run.run_group, list(rec.run.tags)
+            out["group"], out["tags"], out["job_type"] = rec.run.run_group, list(rec.run.tags), rec.run.job_type
             out["config"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                   for i in rec.run.config.update})
         elif kind == "config":
             out["config"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.config.update})
     return out
+
+
+def logged_json(run_file: Path, contents: dict, key: str) -> dict:
+    """The media file (table, chart data) a run logged under ``key``, from the run's files/ folder."""
+    import json
+
+    return json.loads((Path(run_file).parent / "files" / contents["summary"][f"{key}/path"]).read_text())
+
+
+def exit_code(run_file: Path) -> int | None:
+    """The exit code the run finished with (None: the file has no exit record)."""
+    codes = [rec.exit.exit_code for rec in read_records(run_file) if rec.WhichOneof("record_type") == "exit"]
+    return codes[-1] if codes else None

@@ -13,34 +13,30 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-
-def derived_seed(seed: int, *parts: int) -> int:
-    value = int(seed) & 0xFFFFFFFF
-    for p in parts:
-        value = (value * 1_000_003 + int(p) + 1) % (2**63 - 1)
-    return value
+from .streams import seed_global
 
 
 class SeedSchedule(pl.Callback):
-    """Derive all randomness from the run seed and the position in training.
+    """Derive all randomness from the run seed and the position in training (:mod:`spatialprobe.streams`).
 
-    The global RNG (dropout, stochastic methods such as shuffles) is re-seeded from
-    ``(seed, global_step)`` before every training step, and from the evaluation seed before every
-    validation / test epoch. A run resumed from any checkpoint therefore draws exactly the numbers
-    an uninterrupted run would, and evaluation never reuses the training seed.
+    The global RNG (dropout, stochastic methods such as shuffles) is put on stream
+    ``(seed, train_step, epoch, batch)`` before every training batch, and on an evaluation stream
+    of the evaluation seed before every validation / test epoch. A run resumed from any checkpoint
+    therefore draws exactly the numbers an uninterrupted run would, no two batches share a stream
+    (also not the micro-batches of one optimizer step), and evaluation never reuses training's.
     """
 
     def __init__(self, seed: int, eval_seed: int):
         self.seed, self.eval_seed = int(seed), int(eval_seed)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        torch.manual_seed(derived_seed(self.seed, 0, trainer.global_step))
+        seed_global(self.seed, "train_step", trainer.current_epoch, batch_idx, int(trainer.num_training_batches))
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        torch.manual_seed(derived_seed(self.eval_seed, 1, trainer.current_epoch))
+        seed_global(self.eval_seed, "val", trainer.current_epoch)
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        torch.manual_seed(derived_seed(self.eval_seed, 2))
+        seed_global(self.eval_seed, "test")
 
 
 class RecordProgress(pl.Callback):

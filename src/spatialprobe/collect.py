@@ -13,6 +13,8 @@ the network was trained with), ``test_method`` (what was active at test time) an
 
 With ``--wandb`` the same columns are read from the runs of a W&B project (needs a network and
 ``wandb login``); records are the source of truth, W&B a convenience for runs kept only there.
+The "figures" run of ``spatialprobe.plot --wandb`` becomes one ``record=figures`` row (its figure
+and table names), which ``plot`` leaves aside.
 """
 
 from __future__ import annotations
@@ -158,6 +160,11 @@ def collect_wandb(path: str, group: str | None = None, api=None):
     for run in runs:
         summary = {k: v for k, v in dict(run.summary).items() if not str(k).startswith("_")}
         config = {k: v for k, v in dict(run.config).items() if not str(k).startswith("_")}
+        if getattr(run, "job_type", None) == "figures":  # spatialprobe.plot --wandb: figures, not a network
+            rows.append({"record": "figures", "status": WANDB_STATES.get(run.state, run.state), "reason": None,
+                         "sweep": run.group, "run_dir": run.url, "wandb_id": run.id,
+                         **{k: json.dumps(config.get(k)) for k in ("figures", "tables", "sweeps")}})
+            continue
         tags = dict(t.split(":", 1) for t in run.tags if ":" in t)
         row = {"record": "train", "status": WANDB_STATES.get(run.state, run.state), "reason": None,
                "sweep": run.group, "run_dir": run.url, "wandb_id": run.id,

@@ -91,10 +91,10 @@ def evaluate(cfg: DictConfig) -> dict:
     from torchmetrics.classification import MulticlassAccuracy
 
     from . import surgery
-    from .callbacks import derived_seed
     from .data import load_splits
     from .data.loader import TensorBatches
     from .records import write_json_atomic
+    from .streams import seed_global
 
     ckpt_path = Path(str(cfg.ckpt))
     validate_options(cfg)
@@ -134,7 +134,7 @@ def evaluate(cfg: DictConfig) -> dict:
     results = []
     with torch.no_grad():
         for p in range(passes):
-            torch.manual_seed(derived_seed(seed, 4, p))
+            seed_global(seed, "eval_pass", p)
             loss_sum = 0.0
             for xb, yb in loader:
                 logits = model(xb)

@@ -9,11 +9,22 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from .errors import DivergenceError
 
 STAGES = ("train", "val", "test")
+
+
+def accuracy_metrics(num_classes: int) -> MetricCollection:
+    """Top-1 and (with more than 5 classes) top-5 accuracy, as fractions; keys ``top1``, ``top5``.
+
+    Micro-averaged: the states are summed counts, so under DDP ``compute()`` gives exactly the
+    accuracy over every rank's images.
+    """
+    ks = (1, 5) if num_classes > 5 else (1,)
+    return MetricCollection({f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks})
 
 
 def effective_lr(recipe: dict, world_size: int = 1) -> float:
@@ -66,11 +77,14 @@ class Classifier(pl.LightningModule):
         self.recipe = dict(recipe)
         self.config = config or {}
         self.num_classes = num_classes
-        ks = (1, 5) if num_classes > 5 else (1,)
-        # keys "<stage>_top<k>", the names the values are logged under
-        self.accuracy = nn.ModuleDict(
-            {f"{s}_top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for s in STAGES for k in ks}
-        )
+        # per stage; their keys "<stage>_top<k>" are the names the values are logged under
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            accuracy_metrics(num_classes).clone(prefix=f"{s}_") for s in STAGES)
+        # evaluation losses averaged over images (not over ranks' means: DDP shards may differ by one image)
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+
+    def metrics(self, stage: str) -> MetricCollection:
+        return getattr(self, f"{stage}_metrics")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -79,11 +93,11 @@ class Classifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
-        for name, metric in self.accuracy.items():
-            if name.startswith(stage + "_"):
-                metric.update(logits, y)
-        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=stage != "test",
-                 batch_size=len(y), sync_dist=stage != "train")  # DDP: evaluation losses averaged over ranks
+        self.metrics(stage).update(logits, y)
+        if stage == "train":
+            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        else:
+            getattr(self, f"{stage}_loss").update(loss, weight=len(y))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -101,21 +115,24 @@ class Classifier(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def _log_accuracy(self, stage: str) -> None:
-        for name, metric in self.accuracy.items():
-            if name.startswith(stage + "_"):
-                # compute() already gathers every rank's counts; sync_dist only marks the value as global
-                self.log(name, metric.compute() * 100.0, prog_bar=name.endswith("top1"), sync_dist=True)
-                metric.reset()
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log the stage's ``{stage}_top1`` / ``_top5`` (percent) and evaluation ``{stage}_loss``."""
+        # compute() gathers every rank's states (exact under DDP); sync_dist only marks the values as global
+        values = {name: value * 100.0 for name, value in self.metrics(stage).compute().items()}
+        if stage != "train":
+            values[f"{stage}_loss"] = getattr(self, f"{stage}_loss").compute()
+            getattr(self, f"{stage}_loss").reset()
+        self.log_dict(values, prog_bar=True, sync_dist=True)
+        self.metrics(stage).reset()
 
     def on_train_epoch_end(self) -> None:
-        self._log_accuracy("train")
+        self._log_epoch_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_accuracy("val")
+        self._log_epoch_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_accuracy("test")
+        self._log_epoch_metrics("test")
 
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameters(), self.recipe, self.trainer.world_size)

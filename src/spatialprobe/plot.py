@@ -16,15 +16,27 @@ Writes into DIR (default: figures/ beside the table), PNG and PDF for every figu
 * ``kcurve_table.{csv,md}``: every point of the curves: mean, std, seeds, difference to the
   baseline, params, FLOPs, receptive field;
 * ``train_test_matrix.{csv,md}``: with evaluation rows (``spatialprobe.evaluate``), accuracy by
-  training scheme x test scheme.
+  training scheme x test scheme;
+* ``cost_<model>_<dataset>``: accuracy against parameters and against FLOPs, every method, variant
+  and K a point, the Pareto front (the most accurate network for its cost) drawn and ringed;
+  ``pareto.{csv,md}``: the points of every front.
+
+With ``--wandb`` everything written also goes into one W&B run (job_type ``figures``) in the
+group of the table's runs: every figure as an image, the lines it draws as a native chart, every
+table as a wandb.Table (see ``loggers.log_figures``). A plot function returns what it wrote as
+:class:`Outputs` (paths, and the :class:`Chart` data of its figures, via :func:`save_figure` and
+:func:`write_table`); ``make_all`` adds them up, and W&B logs whatever is there.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError, reported
 from .records import VOLATILE_KEYS
@@ -106,14 +118,58 @@ def aggregate(points, metric: str = "test_top1"):
     return agg
 
 
-def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
+@dataclass
+class Chart:
+    """The lines one figure (or panel) draws, for a native chart (W&B line series): ``points`` has
+    the columns ``series`` (one line each), ``x`` and ``y``."""
+
+    title: str
+    xname: str
+    points: Any
+
+
+class Outputs(list):
+    """What plot wrote: the paths (a list, as before) and ``charts``, the data behind its figures
+    by name. ``+=`` merges both, so every figure and table a plot function returns is logged to
+    W&B by ``--wandb`` without a list of names to keep up to date."""
+
+    def __init__(self, paths=(), charts: dict[str, Chart] | None = None):
+        super().__init__(paths)
+        self.charts: dict[str, Chart] = dict(charts or {})
+
+    def __iadd__(self, other):
+        super().__iadd__(other)
+        self.charts.update(getattr(other, "charts", {}))
+        return self
+
+
+def save_figure(fig, stem: Path, charts: dict[str, Chart] | None = None) -> Outputs:
+    """``stem``.png and .pdf, the figure closed; ``charts`` (name -> Chart) registered with them."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{stem}.{ext}", dpi=150)
+        paths.append(Path(f"{stem}.{ext}"))
+    plt.close(fig)
+    return Outputs(paths, charts)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
+    import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
-    written = []
+    plt = _pyplot()
+    written = Outputs()
     for (model, dataset), grp in agg.groupby(["model", "dataset"], sort=True):
         for kind, rows, xcol, xlabel in (
             ("kcurve", grp[grp["unit"].isna()], "k", "K (last K units modified)"),
@@ -124,12 +180,14 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
                 continue
             fig, ax = plt.subplots(figsize=(6.4, 4.4))
             colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+            drawn = []  # the chart's points: (series, x, y)
             for i, (line, pts) in enumerate(curves.groupby("line", sort=True)):
                 pts = pts.sort_values(xcol)
                 if kind == "kcurve" and pts["k"].max() == 0:
                     continue  # a baseline-only line (method=none): drawn as the baseline below
                 c = colors[i % len(colors)]
                 ax.plot(pts[xcol], pts["acc"], marker="o", ms=4, color=c, label=line)
+                drawn += [(line, x, y) for x, y in zip(pts[xcol], pts["acc"], strict=True)]
                 if (pts["seeds"] > 1).any():
                     ax.fill_between(pts[xcol], pts["acc"] - pts["acc_std"], pts["acc"] + pts["acc_std"], color=c,
                                     alpha=0.2, lw=0)
@@ -137,6 +195,7 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
             for j, (_, b) in enumerate(bases.iterrows()):
                 lab = "baseline" + (f" ({b['setting']})" if b["setting"] else "")
                 ax.axhline(b["baseline"], color="black", ls=("--", ":", "-.")[j % 3], lw=1.2, label=lab)
+                drawn += [(lab, x, b["baseline"]) for x in (curves[xcol].min(), curves[xcol].max())]
                 if b["baseline_std"] and not math.isnan(b["baseline_std"]):
                     ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
                                alpha=0.08, lw=0)
@@ -152,12 +211,74 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> list[Path]:
                 top.set_xlabel("% of the units modified")
             ax.legend(fontsize=8, loc="best")
             fig.tight_layout()
-            stem = outdir / f"{kind}_{model}_{dataset}"
-            for ext in ("png", "pdf"):
-                fig.savefig(f"{stem}.{ext}", dpi=150)
-                written.append(Path(f"{stem}.{ext}"))
-            plt.close(fig)
+            name = f"{kind}_{model}_{dataset}"
+            chart = Chart(f"{metric} (%) of {model} on {dataset}", xlabel,
+                          pd.DataFrame(drawn, columns=["series", "x", "y"]))
+            written += save_figure(fig, outdir / name, {name: chart})
     return written
+
+
+def pareto_front(points, cost: str):
+    """The points no other point beats (as accurate or more for no more ``cost``, better in one)."""
+    pts = points.dropna(subset=[cost, "acc"]).sort_values([cost, "acc"], ascending=[True, False])
+    best = -math.inf
+    keep = []
+    for idx, acc in zip(pts.index, pts["acc"], strict=True):
+        if acc > best:
+            keep.append(idx)
+            best = acc
+    return pts.loc[keep]
+
+
+COSTS = {"params": "parameters", "flops": "FLOPs (one image)"}
+
+
+def plot_costs(agg, outdir: Path, metric: str = "test_top1") -> tuple[Outputs, Any]:
+    """Accuracy against parameters and against FLOPs, every method, variant and K of a model and
+    data set as a point, the Pareto front (best accuracy for the cost) drawn and ringed; returns the
+    figures and the table of the front points."""
+    import pandas as pd
+
+    plt = _pyplot()
+    written, fronts = Outputs(), []
+    costs = [c for c in COSTS if c in agg.columns and agg[c].notna().any()]
+    curves = agg[agg["unit"].isna()] if costs else agg.iloc[:0]
+    for (model, dataset), grp in curves.groupby(["model", "dataset"], sort=True):
+        if grp["k"].max() == 0:
+            continue  # baselines only: no trade-off to show (as for the K-curves)
+        fig, axes = plt.subplots(1, len(costs), figsize=(6.0 * len(costs), 4.4), squeeze=False)
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        name = f"cost_{model}_{dataset}"
+        charts = {}
+        for ax, cost in zip(axes[0], costs, strict=True):
+            drawn = []
+            for i, (line, pts) in enumerate(grp.groupby("line", sort=True)):
+                pts = pts.dropna(subset=[cost]).sort_values(cost)
+                ax.scatter(pts[cost], pts["acc"], s=18, color=colors[i % len(colors)], label=line, zorder=2)
+                drawn += [(line, x, y) for x, y in zip(pts[cost], pts["acc"], strict=True)]
+            front = pareto_front(grp, cost)
+            ax.step(front[cost], front["acc"], where="post", color="black", lw=1.0, label="Pareto front", zorder=1)
+            ax.scatter(front[cost], front["acc"], s=70, facecolors="none", edgecolors="black", zorder=3)
+            for _, p in front.iterrows():
+                ax.annotate(f"K={int(p['k'])}", (p[cost], p["acc"]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+            drawn += [("Pareto front", x, y) for x, y in zip(front[cost], front["acc"], strict=True)]
+            fronts.append(front.assign(cost=cost))
+            if grp[cost].max() > 20 * grp[cost].min() > 0:
+                ax.set_xscale("log")
+            ax.set_xlabel(COSTS[cost])
+            ax.set_ylabel(f"{metric} (%)")
+            ax.set_title(f"{model} on {dataset}: accuracy vs {COSTS[cost].split()[0]}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+            charts[f"{name}_{cost}"] = Chart(f"{metric} (%) vs {COSTS[cost]}: {model} on {dataset}", COSTS[cost],
+                                             pd.DataFrame(drawn, columns=["series", "x", "y"]))
+        fig.tight_layout()
+        written += save_figure(fig, outdir / name, charts)
+    cols = [c for c in ["model", "dataset", "cost", "line", "method", "k", "params", "flops", "acc", "acc_std",
+                        "seeds", "baseline", "delta"] if c in agg.columns or c == "cost"]
+    front_table = pd.concat(fronts)[cols] if fronts else pd.DataFrame(columns=cols)
+    return written, front_table
 
 
 def summary_tables(agg, tolerance: float = 1.0):
@@ -201,18 +322,18 @@ def to_markdown(df, floatfmt: str = "{:.2f}") -> str:
     return "\n".join([head, sep, *rows]) + "\n"
 
 
-def write_table(df, stem: Path) -> list[Path]:
+def write_table(df, stem: Path) -> Outputs:
     df.to_csv(f"{stem}.csv", index=False)
     Path(f"{stem}.md").write_text(to_markdown(df))
-    return [Path(f"{stem}.csv"), Path(f"{stem}.md")]
+    return Outputs([Path(f"{stem}.csv"), Path(f"{stem}.md")])
 
 
 def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: float = 1.0,
-             metric: str = "test_top1") -> list[Path]:
+             metric: str = "test_top1") -> Outputs:
     df = load_table(table, metric)
     outdir = Path(outdir) if outdir else Path(table).parent / "figures"
     outdir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    written = Outputs()
     points = train_points(df, metric)
     if not points.empty:
         agg = aggregate(points, metric)
@@ -221,6 +342,9 @@ def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: flo
         written += write_table(compressed, outdir / "compressed")
         written += write_table(best, outdir / "best")
         written += write_table(agg.drop(columns=["setting"]), outdir / "kcurve_table")
+        costs, front = plot_costs(agg, outdir, metric)
+        written += costs
+        written += write_table(front, outdir / "pareto")
     matrix = train_test_matrix(df)
     if matrix is not None:
         written += write_table(matrix, outdir / "train_test_matrix")
@@ -236,17 +360,60 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=1.0, help="points below the baseline still counted "
                         "as 'within' for the compressed table (default 1.0)")
     parser.add_argument("--metric", default="test_top1", help="accuracy column to plot (default test_top1)")
+    wb = parser.add_argument_group("W&B", "--wandb also logs everything written as one 'figures' run; by default "
+                                   "into the project, entity, group (the sweep) and mode of the table's runs")
+    wb.add_argument("--wandb", action="store_true", help="log the figures, charts and tables to W&B")
+    wb.add_argument("--project", help="W&B project (default: the runs' logger.project, else spatialprobe)")
+    wb.add_argument("--entity", help="W&B entity (default: the runs' logger.entity)")
+    wb.add_argument("--group", help="W&B group (default: the runs' group: their sweep)")
+    wb.add_argument("--wandb-mode", help="offline | online | disabled (default: the runs' logger.mode, else "
+                    "$WANDB_MODE, else offline)")
     args = parser.parse_args(argv)
     with reported():
         if args.tolerance < 0:
             raise UserError(f"--tolerance={args.tolerance} is invalid: must be >= 0")
-        written = make_all(args.table, args.outdir, args.tolerance, args.metric)
+        outdir = Path(args.outdir) if args.outdir else Path(args.table).parent / "figures"
+        destination = wandb_destination(args, outdir) if args.wandb else None  # checked before anything is written
+        written = make_all(args.table, outdir, args.tolerance, args.metric)
     for path in written:
         print(path)
     for path in written:
         if path.name.startswith("kcurve_") and path.suffix == ".png":
             print(f"K-curve: {path}")
+    if destination and destination["mode"] != "disabled":
+        from .loggers import log_figures
+
+        config = {"table": str(Path(args.table).resolve()), "tolerance": args.tolerance, "metric": args.metric,
+                  "figures": sorted({p.stem for p in written if p.suffix == ".png"}),
+                  "tables": sorted({p.stem for p in written if p.suffix == ".csv"}), "sweeps": destination["sweeps"]}
+        info = log_figures(written, outdir, project=destination["project"], entity=destination["entity"],
+                           group=destination["group"], mode=destination["mode"], config=config)
+        print(f"W&B figures run {info['wandb_id']} ({info['wandb_mode']}) in group {destination['group']}: "
+              f"{info['wandb_dir']}" + (f"; upload: wandb sync {info['wandb_dir']}" if info["wandb_mode"] == "offline"
+                                       else "") + (f" [{info['wandb_fallback']}]" if info["wandb_fallback"] else ""))
     sys.stdout.flush()
+
+
+def wandb_destination(args, outdir: Path) -> dict:
+    """Project, entity, group and mode of the figures run: the flags, else those of the table's runs."""
+    from .loggers import require_wandb_login, wandb_mode
+
+    if args.wandb_mode:  # a mode given on the command line is answered before the table is read
+        require_wandb_login(wandb_mode(args.wandb_mode, "--wandb-mode"), "--wandb-mode")
+    df = load_table(args.table, args.metric)
+
+    def runs_value(column: str):
+        values = df[column].dropna().unique() if column in df.columns else []
+        return values[0] if len(values) == 1 else None
+
+    sweeps = sorted(map(str, df["sweep"].dropna().unique())) if "sweep" in df.columns else []
+    group = args.group or runs_value("config.logger.group") or (sweeps[0] if len(sweeps) == 1 else None)
+    mode = wandb_mode(args.wandb_mode or runs_value("config.logger.mode") or os.environ.get("WANDB_MODE")
+                      or "offline", "--wandb-mode")
+    require_wandb_login(mode, "--wandb-mode")
+    return {"project": args.project or runs_value("config.logger.project") or "spatialprobe",
+            "entity": args.entity or runs_value("config.logger.entity"), "mode": mode, "sweeps": sweeps,
+            "group": str(group or outdir.resolve().parent.name)}
 
 
 if __name__ == "__main__":

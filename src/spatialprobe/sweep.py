@@ -38,6 +38,24 @@ class Job:
     config: DictConfig
 
 
+def expand(overrides: list) -> list[list[str]]:
+    """The jobs of parsed overrides, as Hydra's basic sweeper launches them: the product of every
+    key's values in first-appearance order, a later override of a key replacing its values."""
+    import itertools
+
+    values: dict[str, list[str]] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise UserError(f"{o.input_line}: the basic sweeper sweeps lists, range() and choice() only, "
+                            f"not {o.value_type.name.lower()}")
+    return [list(job) for job in itertools.product(*values.values())]
+
+
 def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[list[str]]:
     """The override list of every job of the sweep, in Hydra's order (basic sweeper semantics).
 
@@ -46,7 +64,6 @@ def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[
     expanded as the basic sweeper would (the grid's params, ``params``, the command line), and a
     job listed by two grids runs once.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
@@ -57,7 +74,7 @@ def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[
     jobs: list[list[str]] = []
     for grid in OmegaConf.select(config, "hydra.sweeper.grids") or [{}]:
         lines = [f"{k}={v}" for k, v in grid.items()] + common
-        for job in BasicSweeper.split_arguments(parser.parse_overrides(lines), None)[0]:
+        for job in expand(parser.parse_overrides(lines)):
             if job not in jobs:
                 jobs.append(job)
     return jobs
@@ -72,27 +89,33 @@ def compose_jobs(config: DictConfig, job_overrides: list[list[str]] | None = Non
     """
     import copy
 
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from .hydra_private import apply_overrides, override_dirname
+
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create()
-    dirname = config.hydra.job.config.override_dirname
+    groups_in: dict[str, list[str]] = {}  # config groups under a parent group ("" = top level)
+
+    def is_group(name: str) -> bool:
+        parent, _, leaf = name.rpartition("/")
+        if parent not in groups_in:
+            groups_in[parent] = loader.list_groups(parent)
+        return leaf in groups_in[parent]
+
     bases: dict[tuple[str, ...], DictConfig] = {}
     jobs = []
     for overrides in sweep_overrides(config) if job_overrides is None else job_overrides:
         parsed = parser.parse_overrides(list(overrides))
-        groups = tuple(o.input_line for o in parsed if loader.repository.group_exists(o.key_or_group))
+        groups = tuple(o.input_line for o in parsed if is_group(o.key_or_group))
         if groups not in bases:
             bases[groups] = loader.load_sweep_config(config, list(groups))
         job_cfg = copy.deepcopy(bases[groups])
-        values = [o for o in parsed if o.input_line not in groups]
-        ConfigLoaderImpl._apply_overrides_to_config(values, job_cfg)
+        apply_overrides(job_cfg, [o for o in parsed if o.input_line not in groups])
         task = [o for o in parsed if not o.is_hydra_override()]
         job_cfg.hydra.overrides.task = [o.input_line for o in task]
-        job_cfg.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
+        job_cfg.hydra.job.override_dirname = override_dirname(task, config.hydra.job.config.override_dirname)
         run_dir = Path(str(job_cfg.hydra.sweep.dir)) / str(job_cfg.hydra.sweep.subdir)
         jobs.append(Job(list(overrides), run_dir, job_cfg))
     return jobs
@@ -103,6 +126,14 @@ def check_launcher(config: DictConfig) -> None:
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
         raise UserError("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH on this machine; "
                         "run the sweep on a cluster login node, or locally with hydra/launcher=local")
+    if target.endswith("BoundedLocalLauncher"):
+        from hydra_plugins.spatialprobe_launcher import check_gpus
+
+        from .config import require_number
+
+        require_number(config, "hydra.launcher.max_parallel", integer=True, minimum=1, optional=True)
+        per_job = require_number(config, "hydra.launcher.gpus_per_node", integer=True, minimum=0, optional=True)
+        check_gpus(int(per_job or 0))
 
 
 def validate_jobs(jobs: list[Job]) -> None:

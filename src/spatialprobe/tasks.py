@@ -28,6 +28,7 @@ from .config import get, require_choice, require_number, require_positive_int
 from .data.loader import random_crop_flip
 from .errors import ConfigError
 from .module import Classifier
+from .streams import stream_seed
 
 TASKS = ("classify", "augshift")
 
@@ -80,12 +81,10 @@ class AugShift(Classifier):
         if stage != "train":
             return super()._step(batch, stage)
         x, y = batch[0], batch[1]
-        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))  # from the step's seed
+        g = torch.default_generator  # the step's own stream (callbacks.SeedSchedule)
         loss, ce1, ce2, mse, logits = augshift_loss(self.model, shifted_crops(x, self.shift, g),
                                                     shifted_crops(x, self.shift, g), y, self.lam)
-        for name, metric in self.accuracy.items():
-            if name.startswith("train_"):
-                metric.update(logits, y)
+        self.metrics("train").update(logits, y)
         n = len(y)
         self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log_dict({"train_ce1": ce1, "train_ce2": ce2, "train_mse": mse}, on_step=False, on_epoch=True,
@@ -140,12 +139,10 @@ def build_module(cfg: DictConfig, model: nn.Module, config: dict, steps_per_epoc
 
 
 def callbacks(cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
-    from .callbacks import derived_seed
-
     shift = get(cfg, "eval.consistency")
     if shift is None:
         return []
-    return [ShiftConsistency(int(shift), int(cfg.eval.consistency_passes), derived_seed(int(eval_seed), 4))]
+    return [ShiftConsistency(int(shift), int(cfg.eval.consistency_passes), stream_seed(int(eval_seed), "consistency"))]
 
 
 def record_fields(cfg: DictConfig, final: dict, best: dict) -> dict:

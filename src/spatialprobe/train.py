@@ -35,7 +35,7 @@ log = logging.getLogger("spatialprobe")
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import cost, data, models, speed, surgery, tasks
+    from . import cost, data, loggers, models, speed, surgery, tasks
 
     require_number(cfg, "seed", integer=True, minimum=0)
     data.validate(cfg)
@@ -58,11 +58,7 @@ def validate(cfg: DictConfig) -> None:
     only = cfg.debug.get("only_jobs")
     if only is not None and not (OmegaConf.is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in only)):
         raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
-    require_choice(cfg, "logger.name", ["csv", "wandb"])
-    if cfg.logger.name == "wandb":
-        from .loggers import WANDB_MODES
-
-        require_choice(cfg, "logger.mode", WANDB_MODES)
+    loggers.validate(cfg)  # logger.name, W&B mode and, online, credentials
 
 
 def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
@@ -82,6 +78,7 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """Train and test one configuration; return its (complete) result record."""
+    from .loggers import isolated_run
     from .speed import check_devices, is_global_zero
 
     validate(cfg)
@@ -110,7 +107,8 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
         **git_state(Path(__file__).resolve().parents[2]),
     )
     try:
-        result = _train(cfg, run_dir, resolved, record, resume_from)
+        with isolated_run():  # nothing this run's loggers do reaches the next run of the process
+            result = _train(cfg, run_dir, resolved, record, resume_from)
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             reason = "interrupted (KeyboardInterrupt); re-run to resume"
@@ -125,17 +123,17 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
 
 def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
     import pytorch_lightning as pl
-    import torch
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import AtomicCheckpointIO, RecordProgress, ResumableCheckpoint, SeedSchedule, derived_seed
+    from .callbacks import AtomicCheckpointIO, RecordProgress, ResumableCheckpoint, SeedSchedule
     from .data import build_datamodule
-    from .loggers import build_loggers, finish_loggers
+    from .loggers import build_loggers, dashboard_keys, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .models import build_model
     from .speed import apply as apply_speed_options
+    from .streams import seed_global
     from .tasks import build_module, record_fields
     from .tasks import callbacks as task_callbacks
 
@@ -157,7 +155,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     eval_seed = cfg.eval.seed if cfg.eval.seed is not None else int(cfg.seed) + 1
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_top1", mode="max",
                                  save_top_k=1, save_last=True, enable_version_counter=False)
-    loggers = build_loggers(cfg, run_dir, resolved, hydra_sweep_name(), attempt=int(record.data["attempts"]))
+    loggers = build_loggers(cfg, run_dir, {**resolved, **dashboard_keys(cfg, record.data)}, hydra_sweep_name(),
+                            attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
@@ -174,7 +173,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if "val_top1" not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
-    torch.manual_seed(derived_seed(int(eval_seed), 3))
+    seed_global(int(eval_seed), "final_test")
     final = trainer.test(module, datamodule=dm, verbose=False)[0]
     best_path = checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
@@ -201,8 +200,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     fields["test_top1"] = fields["test_top1_final"]
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports
         return record.data
-    finish_loggers(loggers, summary={**fields, "params": record.data["params"], "flops": record.data["flops"],
-                                     "k": int(cfg.k), "method": cfg.method.name})
+    fields.update(finish_loggers(loggers, summary={**fields, "params": record.data["params"],
+                                                   "flops": record.data["flops"], "k": int(cfg.k),
+                                                   "method": cfg.method.name}))  # + wandb_* fields
     record.complete(**fields)
     line = (f"{cfg.name}: test_top1={fields['test_top1']} (best-val checkpoint: {fields['test_top1_best']}), "
             f"params={record.data['params']:,}, record: {record.path}")

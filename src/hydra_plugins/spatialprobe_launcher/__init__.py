@@ -1,16 +1,85 @@
 """Hydra launcher plugin of spatialprobe (Hydra finds launchers in the ``hydra_plugins`` namespace).
 
-``BoundedLocalLauncher`` is hydra-submitit-launcher's local launcher that runs at most
-``max_parallel`` jobs at a time: submitit's local executor starts every job it is handed at once,
-which a laptop cannot afford for a 40-run sweep. Selected by ``hydra/launcher=local``.
+``BoundedLocalLauncher`` (``hydra/launcher=local``) is hydra-submitit-launcher's local launcher
+with a sliding window of ``max_parallel`` slots: a job starts as soon as any slot frees (submitit's
+own local launcher starts every job at once). With ``gpus_per_node=g`` every slot owns g GPUs of
+its own: slot i gets ids ``i*g .. i*g+g-1`` of the visible list ($CUDA_VISIBLE_DEVICES, else every
+GPU of the machine), and each job of that slot sees exactly those as its ``CUDA_VISIBLE_DEVICES``.
+With fewer GPUs than ``max_parallel * g`` it runs as many jobs at a time as whole groups of g fit
+(one warning line says so); with fewer than g the sweep is refused before it starts.
+
+Everything else is submitit's: each job is a local submitit job (timeouts, the signal before the
+time limit and the requeue after it, logs in ``.submitit/<job id>/``). A job whose process dies
+without a result (killed, out of memory) is reported in one line and the sweep goes on; the
+sweep's summary then lists its run as unfinished.
 """
 
-from __future__ import annotations
-
+import logging
+import os
+import sys
+import time
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+
+log = logging.getLogger(__name__)
+POLL_S = 0.1  # how often running jobs are checked
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids jobs may use: the entries of $CUDA_VISIBLE_DEVICES if set, else every GPU here."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _describe(gpus: list[str]) -> str:
+    source = "CUDA_VISIBLE_DEVICES" if "CUDA_VISIBLE_DEVICES" in os.environ else "on this machine"
+    return f"{len(gpus)} GPU(s) visible ({source}: {','.join(gpus) or 'none'})"
+
+
+def check_gpus(per_job: int, gpus: list[str] | None = None) -> None:
+    """Refuse ``gpus_per_node`` above the number of visible GPUs (one line, exit 2 through spatialprobe)."""
+    from spatialprobe.errors import ConfigError
+
+    if per_job <= 0:
+        return
+    gpus = visible_gpus() if gpus is None else gpus
+    if per_job > len(gpus):
+        raise ConfigError("hydra.launcher.gpus_per_node", per_job, f"only {_describe(gpus)}",
+                          [f"0..{len(gpus)}"])
+
+
+def gpu_slots(gpus: list[str], slots: int, per_job: int) -> list[list[str]]:
+    """The GPUs of every slot of the window: slot i takes ``gpus[i*per_job:(i+1)*per_job]``; there are
+    ``slots`` of them, or fewer when fewer whole groups of ``per_job`` GPUs are visible."""
+    if per_job <= 0:
+        return [[] for _ in range(slots)]
+    check_gpus(per_job, gpus)
+    fit = min(slots, len(gpus) // per_job)
+    return [gpus[i * per_job:(i + 1) * per_job] for i in range(fit)]
+
+
+@dataclass
+class BoundedLocalQueueConf(LocalQueueConf):
+    """submitit's local launcher config (``submitit_local``) plus ``max_parallel``. A subclass, because
+    submitit's config is a structured (closed) one: a yaml on top of it cannot add a key."""
+
+    _target_: str = "hydra_plugins.spatialprobe_launcher.BoundedLocalLauncher"
+    max_parallel: Optional[int] = 1  # noqa: UP045 (OmegaConf reads it; no __future__ annotations here:
+    #   Hydra runs this module without registering it in sys.modules, which dataclasses then need)
+
+
+# the base of conf/hydra/launcher/local.yaml (Hydra imports this module when it scans hydra_plugins)
+ConfigStore.instance().store(group="hydra/launcher", name="spatialprobe_local", node=BoundedLocalQueueConf,
+                             provider="spatialprobe")
 
 
 class BoundedLocalLauncher(LocalLauncher):
@@ -20,10 +89,79 @@ class BoundedLocalLauncher(LocalLauncher):
         super().__init__(**params)
         self.max_parallel = None if max_parallel is None else int(max_parallel)
 
+    def __call__(self, *args: Any, gpus: Sequence[str] = ()) -> Any:
+        """Run one job (in its submitit process) on its slot's GPUs, before anything touches CUDA."""
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        return super().__call__(*args)
+
+    def _executor(self) -> Any:
+        """A submitit local executor with this launcher's parameters (as the base class builds it)."""
+        import submitit
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+        from omegaconf import OmegaConf
+
+        params = dict(self.params)
+        init = {"folder": params.pop("submitit_folder")}
+        if "max_num_timeout" in params:
+            init["local_max_num_timeout"] = params.pop("max_num_timeout")
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        known = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in known else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        return executor
+
+    def _slots(self, jobs: int) -> list[list[str]]:
+        wanted = min(self.max_parallel or jobs, jobs)
+        per_job = int(self.params.get("gpus_per_node") or 0)
+        if per_job <= 0:
+            return gpu_slots([], wanted, 0)
+        gpus = visible_gpus()
+        slots = gpu_slots(gpus, wanted, per_job)
+        if len(slots) < wanted:
+            print(f"spatialprobe: warning: hydra/launcher=local: max_parallel={wanted} jobs x gpus_per_node={per_job} "
+                  f"need {wanted * per_job} GPUs, {_describe(gpus)}: running {len(slots)} job(s) at a time",
+                  file=sys.stderr, flush=True)
+        return slots
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        """Hand the jobs to submitit ``max_parallel`` at a time, each group after the previous one ended."""
-        n = self.max_parallel or len(job_overrides)
-        results: list[Any] = []
-        for start in range(0, len(job_overrides), n):
-            results.extend(super().launch(job_overrides[start:start + n], initial_job_idx + start))
+        """Run the jobs through a sliding window of slots; results in job order."""
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import filter_overrides
+
+        assert self.config is not None
+        slots = self._slots(len(job_overrides))
+        executor = self._executor()
+        log.info(f"Local sweep of {len(job_overrides)} job(s), {len(slots)} at a time, output dir: "
+                 f"{self.config.hydra.sweep.dir}")
+        waiting = list(enumerate(job_overrides))
+        free = list(range(len(slots)))
+        running: dict[int, tuple[int, Any]] = {}  # slot -> (position in job_overrides, submitit job)
+        results: list[Any] = [None] * len(job_overrides)
+        while waiting or running:
+            while waiting and free:
+                slot = free.pop(0)
+                pos, overrides = waiting.pop(0)
+                idx = initial_job_idx + pos
+                gpus = slots[slot]
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}" + (f" (GPUs {','.join(gpus)})" if gpus else ""))
+                job = executor.submit(self, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                                      Singleton.get_state(), gpus=gpus)
+                running[slot] = (pos, job)
+            time.sleep(POLL_S)
+            for slot, (pos, job) in list(running.items()):
+                if job.done():
+                    results[pos] = self._result(job, initial_job_idx + pos, job_overrides[pos])
+                    del running[slot]
+                    free.append(slot)
         return results
+
+    @staticmethod
+    def _result(job: Any, idx: int, overrides: Sequence[str]) -> Any:
+        from hydra.core.utils import JobReturn, JobStatus
+
+        try:
+            return job.results()[0]
+        except Exception as err:  # the process ended without a result: killed, out of memory, too many timeouts
+            reason = " ".join(str(err).split("Error stream")[0].split()) or type(err).__name__  # not its log's tail
+            print(f"spatialprobe: error: sweep job #{idx} ({' '.join(overrides)}) ended without a result; "
+                  f"the sweep goes on (logs: {job.paths.folder}): {reason}", file=sys.stderr, flush=True)
+            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)

@@ -58,6 +58,11 @@ def train_batches(n: int, batch_size: int, world_size: int, padded: bool) -> int
     return per_rank // batch_size
 
 
+def shards(trainer) -> dict[str, int]:
+    """This process's ``rank`` and the ``world_size`` (one process without a trainer)."""
+    return {"rank": trainer.global_rank, "world_size": trainer.world_size} if trainer is not None else {}
+
+
 def take(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
     return (x, y) if n is None else (x[:n], y[:n])
 
@@ -120,7 +125,7 @@ class ArrayDataModule(pl.LightningDataModule):
                                         native_size=x.shape[1], size=self.size)
             return make_loader(ArrayImages(x, y, transform), self.batch_size if train else self.eval_batch_size,
                                train=train, seed=self.seed, epoch_fn=epoch_fn or (lambda: 0),
-                               num_workers=int(self.ds.get("num_workers", 0)), pin_memory=True)
+                               num_workers=int(self.ds.get("num_workers", 0)), pin_memory=True, **shards(trainer))
         x, y = self.tensors[split]
         return TensorBatches(
             x,
@@ -133,8 +138,7 @@ class ArrayDataModule(pl.LightningDataModule):
             drop_last=train,
             seed=self.seed,
             epoch_fn=epoch_fn,
-            rank=trainer.global_rank if trainer is not None else 0,
-            world_size=trainer.world_size if trainer is not None else 1,
+            **shards(trainer),
             channels_last=self.channels_last,
             size=self.size,
             device=y.device,

@@ -5,7 +5,7 @@ the normalised image fills one cell, every other pixel is 0 (the data set's mean
 normalisation). The target is the cell index in row-major order (``dataset.target=location``,
 n*n classes) or the image's own class (``dataset.target=class``).
 
-Placement: for training a fresh cell per sample, drawn from a generator seeded by (seed, epoch),
+Placement: for training a fresh cell per sample, drawn from stream (seed, cells, epoch, rank),
 so identical seeds give identical epochs; for validation / test a fixed cell per image index,
 drawn once from ``dataset.placement_seed`` (the same for every run and every batch size). The
 canvases are built on the device, one batch at a time, by index arithmetic (:func:`paste`).
@@ -21,8 +21,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import require_choice, require_number, require_positive_int
+from ..streams import generator
 from .datamodule import ArrayDataModule
-from .loader import TensorBatches, epoch_generator
+from .loader import TensorBatches
 from .sources import Splits
 
 TARGETS = ("location", "class")
@@ -63,7 +64,7 @@ def region_of(cells: torch.Tensor, n: int) -> torch.Tensor:
 
 def fixed_cells(count: int, n: int, seed: int, stream: int = 0) -> torch.Tensor:
     """The evaluation placement: one cell per image index, a pure function of (count, n, seed, stream)."""
-    return torch.randint(n * n, (count,), generator=epoch_generator(seed, 0, 1000 + stream))
+    return torch.randint(n * n, (count,), generator=generator(seed, "placement", batch=stream, batches=2))
 
 
 class GridBatches:
@@ -95,12 +96,13 @@ class GridBatches:
         idx = base._indices()
         drawn = None
         if self.cells is None:
-            drawn = torch.randint(self.n * self.n, (len(idx),), generator=epoch_generator(base.seed, epoch, 2 + base.rank))
+            g = generator(base.seed, "cells", epoch, base.rank, base.world_size)
+            drawn = torch.randint(self.n * self.n, (len(idx),), generator=g)
         idx = idx.to(base.images.device)
         for b in range(start, len(self)):
             window = slice(b * base.batch_size, (b + 1) * base.batch_size)
             sel = idx[window]
-            g = epoch_generator(base.seed, epoch, stream=1 + b) if base.augment else None
+            g = base.augment_generator(epoch, b)
             cells = (self.cells[sel.cpu()] if drawn is None else drawn[window]).to(base.device)
             x = paste(base.transform(base._gather(sel), g), cells, self.n)
             y = cells if self.target == "location" else base.labels[sel.to(base.device)]

@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from ..config import require_number, require_positive_int
 from ..errors import ConfigError, DataError
-from .datamodule import train_batches
+from .datamodule import shards, train_batches
 from .torchpath import make_loader
 
 EVAL_DIRS = ("val", "test")
@@ -140,7 +140,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
                            epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)))
+                           num_workers=int(self.ds.num_workers), pin_memory=bool(self.ds.get("pin_memory", True)),
+                           **shards(trainer))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -5,8 +5,9 @@ does not fit there, as a memory-mapped array in host memory that every batch is 
 Each batch is gathered with one ``index_select``, then randomly cropped (zero padding in pixel
 space, as torchvision's ``RandomCrop(padding=4)``), flipped and normalised for the whole batch at
 once on the device, and optionally resized to the model's input size (upsampled CIFAR). The order
-of an epoch is a permutation drawn from ``(seed, epoch)`` and the augmentation of batch b from
-``(seed, epoch, b)``, so identical seeds give identical batches. The loader is *stateful* in
+of an epoch is a permutation drawn from stream ``(seed, order, epoch)`` and the augmentation of
+batch b from stream ``(seed, augment, epoch, b)`` (:mod:`spatialprobe.streams`: no two of them
+coincide), so identical seeds give identical batches. The loader is *stateful* in
 Lightning's sense: a checkpoint taken mid-epoch records how many batches of the epoch were
 trained, and a run resumed from it continues with exactly the batches an uninterrupted run
 would have seen next.
@@ -19,12 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator determined by (seed, epoch, stream) alone."""
-    g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + epoch * 7_919 + stream) % (2**63 - 1))
-    return g
+from ..streams import generator
 
 
 def crop_view(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
@@ -101,16 +97,25 @@ class TensorBatches:
     def _indices(self) -> torch.Tensor:
         n = len(self.images)
         if self.shuffle:
-            idx = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch_fn()))
+            idx = torch.randperm(n, generator=generator(self.seed, "order", self.epoch_fn()))
         else:
             idx = torch.arange(n)
-        if self.world_size > 1:  # every rank takes an equal, disjoint share
-            per_rank = n // self.world_size
-            idx = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
+        if self.world_size > 1:  # disjoint shares: see _shard_size
+            if self.drop_last:
+                per_rank = n // self.world_size
+                idx = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
+            else:
+                idx = idx[self.rank :: self.world_size]
         return idx
 
+    def _shard_size(self) -> int:
+        """Images of this rank. Training (``drop_last``): an equal share for every rank (DDP steps in
+        lockstep); evaluation: every image exactly once, shares differing by at most one image."""
+        n, ws = len(self.images), self.world_size
+        return n // ws if self.drop_last else len(range(self.rank, n, ws))
+
     def __len__(self) -> int:
-        n = len(self.images) // self.world_size if self.world_size > 1 else len(self.images)
+        n = self._shard_size()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _gather(self, sel: torch.Tensor) -> torch.Tensor:
@@ -138,6 +143,10 @@ class TensorBatches:
             out = out.contiguous(memory_format=fmt)
         return out
 
+    def augment_generator(self, epoch: int, batch: int) -> torch.Generator | None:
+        """The generator of batch ``batch``'s crop and flip (None without augmentation)."""
+        return generator(self.seed, "augment", epoch, batch, len(self)) if self.augment else None
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC -> normalised float NCHW, without augmentation."""
         return self.transform(x)
@@ -158,5 +167,5 @@ class TensorBatches:
         idx = idx.to(self.images.device)
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            g = epoch_generator(self.seed, epoch, stream=1 + b) if self.augment else None
+            g = self.augment_generator(epoch, b)
             yield self.transform(self._gather(sel), g), self.labels[sel.to(self.device)]

@@ -3,7 +3,7 @@
 Used for ImageNet (JPEG files, decoded in worker processes) and, with ``dataset.loader=torch``,
 for the in-memory 32/64 px sets, where it is the reference the device-resident loader
 (:mod:`spatialprobe.data.loader`) is benchmarked against and a fallback. Epoch order comes from
-``(seed, epoch)`` here too, through :class:`EpochSampler`.
+stream ``(seed, order, epoch)`` here too, through :class:`EpochSampler`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from .loader import epoch_generator
+from ..streams import generator
 
 
 def array_transform(augment: bool, mean: Sequence[float], std: Sequence[float], pad: int = 4,
@@ -45,7 +45,7 @@ class ArrayImages(Dataset):
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from ``(seed, epoch)``: the device loader's epoch order."""
+    """A permutation of ``range(n)`` drawn from stream ``(seed, order, epoch)``: the device loader's epoch order."""
 
     def __init__(self, n: int, seed: int, epoch_fn: Callable[[], int]):
         self.n, self.seed, self.epoch_fn = n, seed, epoch_fn
@@ -54,16 +54,28 @@ class EpochSampler(Sampler[int]):
         return self.n
 
     def __iter__(self):
-        return iter(torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch_fn())).tolist())
+        return iter(torch.randperm(self.n, generator=generator(self.seed, "order", self.epoch_fn())).tolist())
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int, epoch_fn: Callable[[], int],
-                num_workers: int, pin_memory: bool) -> DataLoader:
-    """A DataLoader with worker processes, pinned memory (when a GPU is used) and seeded epoch order."""
+                num_workers: int, pin_memory: bool, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A DataLoader with worker processes, pinned memory (when a GPU is used) and seeded epoch order.
+
+    Evaluation under DDP: every image exactly once over the ranks (Lightning's own sampler would
+    repeat images to even out the shares, and top-1 would count them twice).
+    """
+    if train:
+        sampler = EpochSampler(len(dataset), seed, epoch_fn)  # Lightning shards it under DDP
+    elif world_size > 1:
+        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+    else:
+        sampler = None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), seed, epoch_fn) if train else None,
+        sampler=sampler,
         drop_last=train,
         num_workers=num_workers,
         pin_memory=pin_memory and torch.cuda.is_available(),
