@@ -115,7 +115,8 @@ def test_console_shows_our_lines_and_errors_only():
 
     assert keep.filter(rec("spatialprobe")) and keep.filter(rec("spatialprobe.data"))
     assert keep.filter(rec("pytorch_lightning", logging.ERROR))
-    for name in ("pytorch_lightning.utilities.rank_zero", "py.warnings", "hydra.core.utils", "spatialprobes"):
+    for name in ("pytorch_lightning.utilities.rank_zero", "py.warnings", "hydra.core.utils", "spatialprobes",
+                 "hydra_plugins.spatialprobe_launcher"):
         assert not keep.filter(rec(name, logging.WARNING)), name
     assert verbose_argv(["-m", "k=1"]) == ["-m", "k=1"]
     assert verbose_argv(["k=1", "-v"]) == ["k=1", "hydra/job_logging=default", "hydra/hydra_logging=default"]

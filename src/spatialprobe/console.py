@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+# the launcher's info lines ("#3 : k=3 ...") duplicate the sweep's progress lines; its warnings and errors
+# are printed, not logged, so they reach the console anyway
 OWN = ("spatialprobe", "__main__")
 VERBOSE_FLAGS = ("-v", "--verbose")
 VERBOSE_OVERRIDES = ["hydra/job_logging=default", "hydra/hydra_logging=default"]
@@ -20,7 +22,8 @@ class OwnLinesOnly(logging.Filter):
     """Records of spatialprobe's loggers, and errors from anywhere."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or record.name.split(".")[0] in OWN
+        name = record.name
+        return record.levelno >= logging.ERROR or any(name == own or name.startswith(own + ".") for own in OWN)
 
 
 def capture_warnings() -> None:
