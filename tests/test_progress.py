@@ -45,17 +45,18 @@ def test_lines_per_start_and_end_and_an_eta_from_the_epochs(tmp_path, monkeypatc
     p.poll()
     assert out.getvalue().splitlines()[1:] == ["[1/3] none k=0: started", "[2/3] spatial_shuffle k=3: started"]
     assert p.eta() is None
-    clock.t += 30  # first epochs: the rate is counted from here (start-up left out)
+    clock.t += 30  # first epochs after 30 s: 20 s of start-up, 10 s per epoch (known after the second epochs)
     write(dirs[0], status="running", progress={"epoch": 1, "epochs": 10})
     write(dirs[1], status="running", progress={"epoch": 1, "epochs": 10})
     p.poll()
-    assert p.eta() is None  # not yet another epoch of every running job
-    clock.t += 20  # two more epochs in 20 s: 10 s per epoch for the sweep; 16 epochs left
+    assert p.eta() is None
+    clock.t += 10
     write(dirs[0], status="running", progress={"epoch": 2, "epochs": 10})
     write(dirs[1], status="running", progress={"epoch": 2, "epochs": 10})
     p.poll()
-    assert p.eta() == pytest.approx(160)
-    assert out.getvalue().splitlines()[-1] == "sweep: about 2m40s left (from the first epochs)"
+    assert p.jobs[0].epoch_s() == 10 and p.jobs[0].startup_s() == 20
+    assert p.eta() == pytest.approx(2 * 8 * 10 / 2)  # 8 epochs left in each of 2 jobs running side by side
+    assert out.getvalue().splitlines()[-1] == "sweep: about 1m20s left (from the first epochs)"
     write(dirs[0], status="complete", test_top1=70.25, wall_time_s=112.4, progress={"epoch": 10, "epochs": 10})
     write(dirs[1], status="failed", reason="RuntimeError: boom", wall_time_s=61)
     p.poll()
@@ -152,3 +153,19 @@ def test_verbose_flag_reaches_hydra_as_logging_overrides(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["spatialprobe-train", "-v", "model=vgg16"])
     hydra_entry(lambda: seen.append(list(sys.argv[1:])))
     assert seen == [["model=vgg16", "hydra/job_logging=default", "hydra/hydra_logging=default"]]
+
+
+def test_eta_counts_the_waiting_jobs_start_up_and_epochs(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    dirs = [tmp_path / n for n in "abc"]
+    p = SweepProgress([(n, d, 10) for n, d in zip("abc", dirs, strict=True)], out=io.StringIO())
+    p.start()
+    p.stop()
+    for t, epoch in ((0, None), (30, 1), (40, 2)):  # two running jobs: 20 s start-up, 10 s per epoch
+        clock.t = 1000 + t
+        for d in dirs[:2]:
+            write(d, status="running", **({"progress": {"epoch": epoch, "epochs": 10}} if epoch else {}))
+        p.poll()
+    # 2 x 8 epochs left, and the waiting job's start-up and 10 epochs, 2 jobs at a time
+    assert p.eta() == pytest.approx((2 * 8 * 10 + 20 + 10 * 10) / 2)

@@ -156,6 +156,7 @@ def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "2 of 2 runs complete" in p.stdout
     assert "[2/2] spatial_shuffle k=2: started" in p.stdout and "GPU available" not in p.stdout + p.stderr
+    assert f"sweep {sweep_dir}: 2 runs (hydra/launcher=local, 1 at a time)" in p.stdout
     assert re.search(r"\[1/2\] spatial_shuffle k=0: \d+\.\d% in \d+", p.stdout), p.stdout
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
     assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"

@@ -7,9 +7,9 @@
 Everything is read from the jobs' records (``result.json``: status, ``progress`` = epochs done of
 epochs planned, ``test_top1``, ``wall_time_s``), polled by a thread of the process that launched
 the sweep, so it works the same with every launcher (in this process, local subprocesses, SLURM).
-The ETA is the sweep's remaining epochs at the rate the sweep has trained epochs since its first
-finished epoch (all jobs together, later jobs' start-up included): whatever the number of jobs
-running side by side, this rate is what the machine delivers.
+The ETA: the epochs left (and the start-up of the jobs still waiting) at the seconds per epoch and
+the start-up time measured on the jobs so far, shared by as many jobs at a time as have run at
+once (see :meth:`SweepProgress.eta`).
 """
 
 from __future__ import annotations
@@ -45,9 +45,25 @@ class Watched:
     epochs: int  # planned
     status: str | None = None
     attempts: int = 0
-    done_at_start: int = 0
     done: int = 0
     ended: bool = False
+    t_start: float | None = None  # when it was seen starting
+    t_first: float | None = None  # when its first epoch was seen, and the epochs done then
+    e_first: int = 0
+    t_last: float | None = None  # when its latest epoch was seen
+
+    def epoch_s(self) -> float | None:
+        """Seconds per epoch, between the epochs seen (its start-up left out)."""
+        if self.t_first is None or self.t_last is None or self.done <= self.e_first:
+            return None
+        return (self.t_last - self.t_first) / (self.done - self.e_first)
+
+    def startup_s(self) -> float | None:
+        """Seconds from its start to its first epoch, less that epoch's time."""
+        per = self.epoch_s()
+        if per is None or self.t_start is None:
+            return None
+        return max(0.0, self.t_first - self.t_start - self.e_first * per)
 
 
 class SweepProgress:
@@ -60,7 +76,7 @@ class SweepProgress:
         self._thread: threading.Thread | None = None
         self._t0 = time.monotonic()
         self._first_eta_shown = False
-        self._first: tuple[float, int] | None = None  # (time, epochs trained) when the first epoch was seen
+        self._slots = 1  # the most jobs seen running at once
 
     # -- reading the records
     def _read(self, job: Watched) -> dict:
@@ -78,24 +94,22 @@ class SweepProgress:
         return f"[{self.jobs.index(job) + 1}/{len(self.jobs)}] {job.label}"
 
     # -- the ETA
-    def _trained(self) -> int:
-        return sum(j.done - j.done_at_start for j in self.jobs)
-
     def eta(self) -> float | None:
-        """Seconds left for the sweep, or None until the rate is known.
+        """Seconds left for the sweep, or None while no job has finished two epochs.
 
-        The rate is counted from the first finished epoch on (the first start-up left out) and only
-        once every running job has finished another epoch since: until then it would be a guess.
+        Each job's seconds per epoch are measured between the epochs seen (its start-up apart),
+        its start-up as the time before its first epoch; the work left (the running jobs' epochs,
+        the waiting jobs' start-up and epochs, at the mean of those measured) is shared by as
+        many jobs at a time as have run at once.
         """
-        if self._first is None:
+        per = [p for p in (j.epoch_s() for j in self.jobs) if p is not None]
+        if not per:
             return None
-        t_first, n_first = self._first
-        trained = self._trained() - n_first
-        running = sum(j.status == "running" and not j.ended for j in self.jobs)
-        if trained < max(1, running):
-            return None
-        left = sum(j.epochs - j.done for j in self.jobs if not j.ended)
-        return left * (time.monotonic() - t_first) / trained
+        startups = [s for s in (j.startup_s() for j in self.jobs) if s is not None]
+        epoch_s, startup_s = sum(per) / len(per), (sum(startups) / len(startups) if startups else 0.0)
+        left = [j for j in self.jobs if not j.ended]
+        work = sum((j.epochs - j.done) * epoch_s + (startup_s if j.status != "running" else 0.0) for j in left)
+        return work / max(1, min(self._slots, len(left)))
 
     def _left(self) -> str:
         eta = self.eta()
@@ -106,7 +120,7 @@ class SweepProgress:
         for job in self.jobs:
             rec = self._read(job)
             job.status, job.attempts = rec.get("status"), int(rec.get("attempts") or 0)
-            job.done = job.done_at_start = self._epochs_done(job, rec)
+            job.done = self._epochs_done(job, rec)
             if job.status == "complete":
                 job.ended = True
                 self._say(f"{self._tag(job)}: skipped, already complete ({percent(rec.get('test_top1'))})")
@@ -124,29 +138,33 @@ class SweepProgress:
             self.poll()
 
     def poll(self) -> None:
+        now = time.monotonic()
         for job in self.jobs:
             if job.ended:
                 continue
             rec = self._read(job)
             status, attempts = rec.get("status"), int(rec.get("attempts") or 0)
-            job.done = max(job.done, self._epochs_done(job, rec))
+            done = self._epochs_done(job, rec)
             if status == "running" and (job.status != "running" or attempts != job.attempts):
+                job.t_start, job.t_first, job.t_last, job.done = now, None, None, done  # a new attempt
                 again = f" (attempt {attempts})" if attempts > 1 else ""
                 self._say(f"{self._tag(job)}: started{again}")
+            elif status == "running" and done > job.done:
+                if job.t_first is None:
+                    job.t_first, job.e_first = now, done
+                job.t_last, job.done = now, done
             elif status in ("complete", "failed") and (status != job.status or attempts != job.attempts):
-                job.ended = True
+                job.ended, job.done = True, max(job.done, done)
                 took = duration(float(rec.get("wall_time_s") or 0))
                 if status == "complete":
                     what = f"{percent(rec.get('test_top1'))} in {took}"
                 else:
                     what = f"failed after {took}: {rec.get('reason')}"
                 ended = sum(j.ended for j in self.jobs)
-                left = self._left()
-                self._say(f"{self._tag(job)}: {what}; {ended} of {len(self.jobs)} ended" + (f", {left}" if left
-                                                                                            and ended < len(self.jobs) else ""))
+                left = self._left() if ended < len(self.jobs) else ""
+                self._say(f"{self._tag(job)}: {what}; {ended} of {len(self.jobs)} ended" + (f", {left}" if left else ""))
             job.status, job.attempts = status, attempts
-        if self._first is None and self._trained() > 0:
-            self._first = (time.monotonic(), self._trained())
+        self._slots = max(self._slots, sum(j.status == "running" and not j.ended for j in self.jobs))
         if not self._first_eta_shown and self.eta() is not None and not all(j.ended for j in self.jobs):
             self._first_eta_shown = True
             self._say(f"sweep: {self._left()} (from the first epochs)")

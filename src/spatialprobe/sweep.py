@@ -199,9 +199,9 @@ class SweepCheck(Callback):
             if total:
                 print(total)
             raise SystemExit(0)
-        launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "").rsplit(".", 1)[-1]
-        at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if "Local" in launcher else None
-        print(f"sweep {config.hydra.sweep.dir}: {len(self.jobs)} runs ({launcher}"
+        launcher = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher", "basic")
+        at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if launcher == "local" else None
+        print(f"sweep {config.hydra.sweep.dir}: {len(self.jobs)} runs (hydra/launcher={launcher}"
               + (f", {at_once} at a time" if at_once else "") + "); their logs are in their run directories",
               flush=True)
         self.progress = progress_of(self.jobs)
