@@ -45,7 +45,7 @@ def test_every_experiment_composes_and_every_job_validates(experiment):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
         assert cfg.experiment_name == experiment
         assert Path(str(cfg.hydra.sweep.dir)).parts[-2:] == ("sweeps", experiment)
-        assert cfg.hydra.sweeper.params, "an experiment states what it sweeps"
+        assert cfg.hydra.sweeper.params or cfg.hydra.sweeper.get("grids"), "an experiment states what it sweeps"
         OmegaConf.set_struct(cfg, False)
         cfg.hydra.job.config_name = "train"
         jobs = expand_jobs(cfg)  # as the sweep check sees them (the same as Hydra's, see below)
@@ -198,6 +198,9 @@ def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path)
     p = run_cli("spatialprobe.train", [*args, "hydra/launcher=local", "logger=wandb"], env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "2 of 2 runs complete" in p.stdout
+    assert "[2/2] spatial_shuffle k=2: started" in p.stdout and "GPU available" not in p.stdout + p.stderr
+    assert f"sweep {sweep_dir}: 2 runs (hydra/launcher=local, 1 at a time)" in p.stdout
+    assert re.search(r"\[1/2\] spatial_shuffle k=0: \d+\.\d% in \d+", p.stdout), p.stdout
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
     assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"
                                       "recipe.batch_size=16,trainer.max_epochs=1"  # result-neutral keys left out

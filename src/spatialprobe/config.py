@@ -31,7 +31,9 @@ _SWEEP_SYNTAX = set("()[]{}$*")
 
 
 # Options Hydra and its plugins provide beside our yaml files.
-BUILTIN_CHOICES = {"hydra/launcher": ["basic", "submitit_local", "submitit_slurm"], "hydra/sweeper": ["basic"]}
+BUILTIN_CHOICES = {"hydra/launcher": ["basic", "submitit_local", "submitit_slurm"], "hydra/sweeper": ["basic"],
+                   "hydra/job_logging": ["default", "disabled", "none", "stdout"],
+                   "hydra/hydra_logging": ["default", "disabled", "none", "hydra_debug"]}
 
 
 def group_choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -229,9 +231,13 @@ def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], No
                 config_name: str | None = None, validate: Callable[[DictConfig], object] | None = None) -> None:
     """A console entry point: check the command line where Hydra would only raise (unknown group
     options, ``checks``, then :func:`check_command_line`: unknown keys of ``config_name`` and, for a
-    single run, ``validate``), each problem one line and exit 2, then run the Hydra app."""
+    single run, ``validate``), each problem one line and exit 2, then run the Hydra app.
+    ``-v`` / ``--verbose`` shows the dependencies' log lines and warnings on the console too."""
+    from .console import capture_warnings, verbose_argv
     from .errors import reported
 
+    sys.argv[1:] = verbose_argv(sys.argv[1:])  # -v: Hydra's default logging, everything on the console
+    capture_warnings()
     argv = sys.argv[1:]
     with reported():
         check_group_overrides(argv)

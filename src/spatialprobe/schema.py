@@ -40,6 +40,7 @@ RESULT_NEUTRAL_KEYS = (
     "name",                # the run's name, derived from model, dataset, method, k, seed
     "resume",
     "dry_run",
+    "cost",                # dry_run's GPU-hour estimate (cost.gpu, cost.mfu, ...)
     "paths",               # data_dir, cache_dir, run_root ($SPATIALPROBE_DATA / _CACHE / _RUNS)
     "dataset.root",        # where the data set lives (the same images from another place)
     "dataset.format",      # how those files are read (auto finds it)
@@ -528,6 +529,19 @@ def check_run(cfg) -> None:
         raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
 
 
+def check_cost(cfg) -> None:
+    """The keys of a dry run's cost estimate (spatialprobe.cost): the GPU, its utilisation, a throughput."""
+    from .gpus import PEAK_TFLOPS  # a table, stdlib only
+
+    gpu = get(cfg, "cost.gpu")
+    if gpu is not None and str(gpu) not in PEAK_TFLOPS:
+        raise ConfigError("cost.gpu", gpu, "not a GPU of the built-in table (or set cost.peak_tflops)",
+                          sorted(PEAK_TFLOPS))
+    require_number(cfg, "cost.mfu", minimum=0, maximum=1, exclusive_minimum=True, optional=True)
+    require_number(cfg, "cost.peak_tflops", minimum=0, exclusive_minimum=True, optional=True)
+    require_number(cfg, "cost.images_per_s", minimum=0, exclusive_minimum=True, optional=True)
+
+
 def validate_train(cfg) -> None:
     """Every check of a training run that needs neither data nor a device; runs before anything is written."""
     check_run(cfg)
@@ -537,6 +551,7 @@ def validate_train(cfg) -> None:
     check_task(cfg)
     check_recipe(cfg)
     check_trainer(cfg)
+    check_cost(cfg)
     check_logger(cfg)
 
 

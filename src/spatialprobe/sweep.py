@@ -9,6 +9,8 @@
   run directory and that a SLURM launcher has ``sbatch`` to submit with. Any problem stops the sweep
   with one line and exit status 2, before a directory is created or a job submitted;
 * with ``dry_run=true`` it lists the jobs (run dir, complete or to do) and stops;
+* while the jobs run it prints a line per job as it starts and ends, with the sweep's ETA
+  (:class:`spatialprobe.progress.SweepProgress`, from the jobs' records: any launcher);
 * after the sweep it reads every job's record and prints a summary; a sweep with failed runs
   exits with status 1 (the failed runs keep ``status: failed`` and the reason in their records).
 """
@@ -19,7 +21,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -27,6 +29,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .config import get
 from .errors import UserError, reported
 from .records import RECORD_NAME, read_json
+
+if TYPE_CHECKING:
+    from .progress import SweepProgress
 
 
 @dataclass
@@ -58,14 +63,24 @@ def sweep_overrides(config: DictConfig, extra: list[str] | None = None) -> list[
     """The override list of every job of the sweep, in Hydra's order (basic sweeper semantics).
 
     ``extra`` overrides come last and win over the sweep's own (as later command-line overrides do).
+    With ``hydra/sweeper=grids`` the sweep is the union of its ``hydra.sweeper.grids``: each grid is
+    expanded as the basic sweeper would (the grid's params, ``params``, the command line), and a
+    job listed by two grids runs once.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(config, "hydra.sweeper.params") or {}
-    lines = [f"{k}={v}" for k, v in params.items()]
-    lines += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
-    lines += list(extra or [])
-    return expand(OverridesParser.create().parse_overrides(lines))
+    common = [f"{k}={v}" for k, v in params.items()]
+    common += list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
+    common += list(extra or [])
+    parser = OverridesParser.create()
+    jobs: list[list[str]] = []
+    for grid in OmegaConf.select(config, "hydra.sweeper.grids") or [{}]:
+        lines = [f"{k}={v}" for k, v in grid.items()] + common
+        for job in expand(parser.parse_overrides(lines)):
+            if job not in jobs:
+                jobs.append(job)
+    return jobs
 
 
 # ${key}, ${.sibling}, ${..key}: the references of an interpolation (also inside a resolver's arguments)
@@ -417,6 +432,20 @@ def validate_jobs(jobs: list[Job]) -> None:
                             f"name (hydra.job.config.override_dirname.exclude_keys) must not vary")
 
 
+def job_label(job: Job, varying: set[str]) -> str:
+    """``spatial_shuffle k=3`` plus the job's other swept overrides."""
+    rest = [o for o in job.overrides if o in varying and o.split("=", 1)[0].lstrip("+~") not in ("method", "k")]
+    return " ".join([f"{job.config.method.name} k={job.config.k}", *rest])
+
+
+def progress_of(jobs: list[Job]) -> SweepProgress:
+    from .progress import SweepProgress
+
+    common = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
+    varying = {o for j in jobs for o in j.overrides} - common
+    return SweepProgress([(job_label(j, varying), j.run_dir, int(j.config.trainer.max_epochs)) for j in jobs])
+
+
 def job_status(run_dir: Path) -> str:
     rec = read_json(run_dir / RECORD_NAME) or {}
     return rec.get("status") or "to do"
@@ -427,6 +456,10 @@ class SweepCheck(Callback):
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
+        self.progress: SweepProgress | None = None
+
+    def __getstate__(self) -> dict:  # submitit pickles the launcher, which holds the callbacks
+        return {**self.__dict__, "progress": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with reported():
@@ -434,12 +467,29 @@ class SweepCheck(Callback):
             self.jobs = expand_jobs(config)
             validate_jobs(self.jobs)
         if config.get("dry_run"):
+            from . import cost
+
+            costs, total = [""] * len(self.jobs), None
+            if self.jobs and cost.requested(self.jobs[0].config):
+                lines, total = cost.report([j.config for j in self.jobs], self.jobs[0].config.paths.cache_dir)
+                costs = [f"  {line}" for line in lines]
             print(f"dry run: {len(self.jobs)} job(s) in {config.hydra.sweep.dir}")
-            for job in self.jobs:
-                print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)})")
+            for job, text in zip(self.jobs, costs, strict=True):
+                print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)}){text}")
+            if total:
+                print(total)
             raise SystemExit(0)
+        launcher = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher", "basic")
+        at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if launcher == "local" else None
+        print(f"sweep {config.hydra.sweep.dir}: {len(self.jobs)} runs (hydra/launcher={launcher}"
+              + (f", {at_once} at a time" if at_once else "") + "); their logs are in their run directories",
+              flush=True)
+        self.progress = progress_of(self.jobs)
+        self.progress.start()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
         statuses = {job.run_dir: job_status(job.run_dir) for job in self.jobs}
         failed = [d for d, s in statuses.items() if s != "complete"]
         print(f"sweep {config.hydra.sweep.dir}: {len(statuses) - len(failed)} of {len(statuses)} runs complete",

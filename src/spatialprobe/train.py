@@ -77,7 +77,8 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
                         "hydra.run.dir")
     if cfg.resume and record.is_complete_for(chash):
         log.info("%s: already complete (config_hash %s), skipped", run_dir, chash)
-        print(f"skipped, already complete: {record.path}")
+        if hydra_sweep_name() is None:  # in a sweep, its progress lines say so
+            print(f"skipped, already complete: {record.path}")
         return record.data
     ckpt_dir = run_dir / "checkpoints"
     last_ckpt = ckpt_dir / "last.ckpt"
@@ -110,7 +111,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule
+    from .callbacks import AtomicCheckpointIO, RecordProgress, ResumableCheckpoint, SeedSchedule
     from .data import build_datamodule
     from .loggers import build_loggers, dashboard_keys, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
@@ -146,7 +147,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
-                 *debug_faults(cfg, run_dir),
+                 RecordProgress(record), *debug_faults(cfg, run_dir),
                  *task_callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -194,19 +195,30 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                                                    "method": cfg.method.name}))  # + wandb_* fields
     record.complete(**fields)
     key = "map50" if "map50" in fields else "test_top1"
-    print(f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
-          f"params={record.data['params']:,}, record: {record.path}", flush=True)
+    line = (f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
+            f"params={record.data['params']:,}, record: {record.path}")
+    if hydra_sweep_name() is None:  # in a sweep, its progress line reports the result
+        print(line, flush=True)
+    log.info(line)
     return record.data
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from .console import capture_warnings
+
+    capture_warnings()  # also in jobs of subprocess launchers: dependencies' warnings to the log file
     if hydra_sweep_name() is not None:
         return _sweep_job(cfg)
     with reported():
         if cfg.dry_run:
             validate(cfg)
             print(f"dry run: {cfg.name} is valid; it would run in {hydra_output_dir()}")
+            from . import cost
+
+            if cost.requested(cfg):
+                (line,), total = cost.report([cfg], cfg.paths.cache_dir)
+                print(f"  {line}\n{total}")
             return None
         return run(cfg).get("test_top1")
 
