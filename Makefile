@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install test test-all test-slow train demo bench lint clean
+.PHONY: install test test-all test-slow train demo bench gpu-check lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ demo: install            ## a real small K-sweep on CIFAR-10 on the CPU, ends in
 
 bench: install           ## ratios against baselines measured in the same run
 	$(PY) benchmarks/run.py $(ARGS)
+
+gpu-check: install       ## the GPU path end to end: one table, benchmarks/results-gpu.md (no CUDA: one line, exit 0)
+	$(PY) benchmarks/gpu_check.py $(ARGS)
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks

@@ -46,7 +46,7 @@ def meets(ratio: float | None, target: str) -> bool | None:
 def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        ok = row.get("ok", meets(row.get("ratio"), row.get("target", "")))
+        ok = row["ok"] if "ok" in row else meets(row.get("ratio"), row.get("target", ""))
         ratio = row.get("ratio")
         row = row | {"ok": {True: "yes", False: "**no**", None: ""}[ok],
                      "ratio": f"{ratio:.2f}x" if isinstance(ratio, int | float) else ""}

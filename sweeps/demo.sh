@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
 # `make demo`: a real small K-sweep on real CIFAR-10 on the CPU, ending in the K-curve figure.
 # experiment=demo_cifar10_kcurve: narrow VGG-16-BN, 10,240 training / 2,000 test images, 12 epochs;
-# the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 and 6 convs (5 runs).
-# Re-running it skips the complete runs. Uses ../shared/data/cifar10-jpg.tar.gz when present,
-# else torchvision's download into data/.
-#   local:  bash sweeps/demo.sh               (the runs one after the other, in this process)
+# the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 and 6 convs: 5 runs in one
+# multirun. Re-running it skips the complete runs. Uses ../shared/data/cifar10-jpg.tar.gz when
+# present, else torchvision's download into data/.
+#   local:  bash sweeps/demo.sh               (the runs side by side as local processes, 1 thread each)
 #   SLURM:  LAUNCHER=slurm bash sweeps/demo.sh
-# On a busy machine OMP_NUM_THREADS=1 is much faster than torch's default threads.
-LAUNCHER=${LAUNCHER:-basic}
+#   -v:     bash sweeps/demo.sh -v            (the runs' full logs on the console too)
+# Each run uses one thread: several one-thread runs side by side train faster than one run with all
+# threads, and much faster on a busy machine (benchmarks/bench_cpu.py). 5 runs on c cores go
+# ceil(5 / (5 // c)) at a time (3 on 2 cores: 3 + 2 runs, no core idle; DEMO_PARALLEL overrides).
+LAUNCHER=${LAUNCHER:-local}
 source "$(dirname "$0")/lib.sh"
 SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
 if [ -f "$SHARED_CIFAR" ]; then ROOT=$SHARED_CIFAR; else ROOT=data/cifar10; fi
 
-sweep experiment=demo_cifar10_kcurve "dataset.root=$ROOT" method=none k=0 "$@"
-sweep experiment=demo_cifar10_kcurve "dataset.root=$ROOT" "$@"   # method=spatial_shuffle,channel_shuffle k=3,6
+JOBS=5
+ARGS=()
+if [ "$LAUNCHER" != slurm ]; then
+    CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+    ROUNDS=$(( JOBS / CORES > 0 ? JOBS / CORES : 1 ))
+    PARALLEL=${DEMO_PARALLEL:-$(( (JOBS + ROUNDS - 1) / ROUNDS ))}
+    if [ "$LAUNCHER" = local ]; then ARGS+=("hydra.launcher.max_parallel=$PARALLEL"); fi
+fi
+sweep experiment=demo_cifar10_kcurve "dataset.root=$ROOT" "${ARGS[@]}" "$@"
 figures demo_cifar10_kcurve
+if [ "${DRY_RUN:-0}" != 1 ]; then
+    echo "demo: the K-curve is $RUNS/sweeps/demo_cifar10_kcurve/figures/kcurve_vgg16_cifar10.png"
+fi

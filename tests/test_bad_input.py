@@ -96,17 +96,43 @@ CASES = [
      ["VOC2007/Annotations/2007_trainval_0001.xml: malformed XML"]),
     ("voc-unknown-class", "spatialprobe.train", [*VOC, "dataset.root={tmp}/voc_badclass"],
      ["2007_trainval_0002.xml: object 0 has class 'unicorn', not one of VOC's 20 classes", "aeroplane"]),
+    # a typo in a key, at any level, and in a sweep: the closest keys
+    ("key-typo", "spatialprobe.train", ["model.widht=0.5"], ["model.widht=0.5 is invalid", "did you mean model.width?"]),
+    ("unknown-top-level-key", "spatialprobe.train", ["sed=1"], ["sed=1 is invalid", "did you mean seed?"]),
+    ("key-typo-in-a-sweep", "spatialprobe.train", ["-m", "experiment=vgg16_cifar100_kcurve", "model.widht=0.5,0.25"],
+     ["model.widht=0.5 is invalid", "did you mean model.width?", "nothing was launched"]),
+    ("evaluate-key-typo", "spatialprobe.evaluate", ["ckpt={tmp}/none.ckpt", "eval.pases=3"],
+     ["eval.pases=3 is invalid", "did you mean eval.passes?"]),
+    # a width that leaves a layer (almost) no channels
+    ("width-too-narrow", "spatialprobe.train", [*DATA, "model.width=1e-9"],
+     ["model.width=1e-09 is invalid", "narrowest layer (conv1 and layer1", "(valid: >= 0.0625)"]),
+    ("fc-width-too-narrow", "spatialprobe.inspect", ["model=vgg16", "model.fc_width=1"],
+     ["model.fc_width=1 is invalid", ">= 4"]),
+    # mandatory keys and arguments: named, with an example
+    ("evaluate-without-ckpt", "spatialprobe.evaluate", [], ["ckpt is required", "e.g. ckpt=runs/<run>/checkpoints/"]),
+    ("rank-without-checkpoint", "spatialprobe.rank", [], ["checkpoint is required",
+                                                          "e.g. checkpoint=runs/<run>/checkpoints/last.ckpt"]),
+    ("plot-without-table", "spatialprobe.plot", [], ["the following arguments are required: table",
+                                                     "e.g. python -m spatialprobe.plot runs/sweeps/"]),
+    ("collect-without-dirs", "spatialprobe.collect", [], ["give sweep directories",
+                                                          "e.g. python -m spatialprobe.collect runs/sweeps/"]),
+    ("decode-without-checkpoint", "spatialprobe.decode", [], ["checkpoint is required",
+                                                              "or sweep_dir=runs/sweeps/<experiment>"]),
+    ("search_k-without-a-method", "spatialprobe.search_k", ["method=none"],
+     ["method='none' is invalid: search_k needs a method that modifies units", "conv1x1"]),
 ]
 
 
 # the cases that also run as a real process: one or two per command
 IN_A_PROCESS = {"unknown-model", "sweep-k-out-of-range", "evaluate-missing-checkpoint", "inspect-k-out-of-range",
-                "collect-no-such-dir", "plot-missing-columns"}
+                "collect-no-such-dir", "plot-missing-columns", "rank-without-checkpoint", "decode-without-checkpoint",
+                "search_k-without-a-method"}
 
 
 def test_the_catalogue_is_big_and_covers_every_entry_point():
     assert len(CASES) >= 15 and len({c[0] for c in CASES}) == len(CASES)
-    commands = {f"spatialprobe.{m}" for m in ("train", "evaluate", "inspect", "collect", "plot")}
+    commands = {f"spatialprobe.{m}" for m in ("train", "evaluate", "inspect", "rank", "decode", "search_k", "collect",
+                                              "plot")}
     assert {c[1] for c in CASES} == commands
     assert {c[1] for c in CASES if c[0] in IN_A_PROCESS} == commands and IN_A_PROCESS <= {c[0] for c in CASES}
 

@@ -334,7 +334,7 @@ def test_plot_train_test_matrix_from_eval_rows(tmp_path):
     make_all(path, tmp_path / "out")
     m = pd.read_csv(tmp_path / "out" / "train_test_matrix.csv").set_index("train_method")
     assert m.loc["spatial_shuffle", "none"] == "73.74 ± 0.00" and m.loc["none", "spatial_shuffle"] == "23.49 ± 0.30"
-    assert json.dumps(sorted(m.columns)) == json.dumps(["dataset", "model", "none", "spatial_shuffle"])
+    assert json.dumps(sorted(m.columns)) == json.dumps(["K", "dataset", "model", "none", "spatial_shuffle"])
 
 
 def test_position_table_script_reads_grid_records_through_collect(tmp_path):

@@ -82,6 +82,28 @@ def test_folder_decode_is_cached(tmp_path, monkeypatch):
     assert np.array_equal(first.x["train"], second.x["train"]) and np.array_equal(first.y["test"], second.y["test"])
 
 
+def test_runs_side_by_side_decode_once(tmp_path, monkeypatch):
+    import threading
+
+    root = make_class_folders(tmp_path / "set.tar.gz", train=2, test=1, archive=True)
+    decode, calls = sources._decode, []
+
+    def counted(*a, **k):
+        calls.append(1)
+        return decode(*a, **k)
+
+    monkeypatch.setattr(sources, "_decode", counted)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load_splits(ds_cfg(root), tmp_path / "cache")))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and len(calls) == 10 * (2 + 1)  # each image decoded once: the others read the cache
+    assert all(np.array_equal(r.x["train"], results[0].x["train"]) for r in results)
+
+
 def test_archive_without_class_folders(tmp_path):
     path = tmp_path / "flat.tar.gz"
     src = tmp_path / "a.txt"

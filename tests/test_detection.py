@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import compose_train
 from fakedata import make_voc, voc_xml
@@ -334,13 +335,17 @@ def test_detection_record_holds_a_small_voc_xml(tmp_path):
     assert obj["name"] == "dog" and obj["difficult"] == "1" and obj["bndbox"]["xmax"] == "5"
 
 
-def test_exponential_schedule_decays_by_gamma_over_the_run():
+@pytest.mark.parametrize("experiment", ["resnet50_voc_detect", "detect_cpu"])
+def test_voc_schedule_decays_the_rate_100x_over_the_run(experiment):
+    """S0: exponential decay from 1e-3; ours by 100x over the run, gamma per epoch (torch's convention)."""
+    from conftest import compose_train
     from spatialprobe.module import build_scheduler
 
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
-    sched = build_scheduler(opt, {"schedule": "exponential", "gamma": 0.01}, epochs=20, total_steps=100)
-    assert sched["interval"] == "epoch"
-    for _ in range(10):
+    cfg = compose_train(f"experiment={experiment}")
+    epochs, per_epoch = int(cfg.recipe.epochs), 3
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.recipe.lr)
+    sched = build_scheduler(opt, OmegaConf.to_container(cfg.recipe), epochs=epochs, total_steps=epochs * per_epoch)
+    for _ in range(epochs * per_epoch):
         opt.step()
         sched["scheduler"].step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)  # half the run: sqrt(0.01)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5, rel=0.01)

@@ -22,7 +22,7 @@ def test_inspect_prints_the_papers_numbers_and_writes_nothing(env, tmp_path):
     assert info["params"] == 23_529_636 and info["params_m"] == 23.53
     assert info["modified_units"] == [8, 9, 10, 11, 12]
     assert [fm["input"] for fm in info["feature_maps"]][-1] == [2, 2] and len(info["feature_maps"]) == 13
-    assert info["receptive_field"] == 84 and info["flops"] > 0
+    assert info["receptive_field"] == 60 and info["flops"] > 0  # S1 Fig. 3 right: K=5 -> 60
     assert list(tmp_path.iterdir()) == []  # no run directory, no logs
     p = cli("spatialprobe.inspect", ["model=resnet50", "dataset=cifar100"], env, tmp_path)
     assert last_json(p.stdout)["params"] == 23_705_252

@@ -100,7 +100,7 @@ def test_imagenet_recipe_scales_lr_with_the_global_batch():
     assert effective_lr(dict(compose_train("recipe=cifar").recipe)) == 0.1  # no scaling key: unchanged
     opt = build_optimizer([torch.nn.Parameter(torch.zeros(1))], recipe | {"batch_size": 128})
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05) and opt.param_groups[0]["weight_decay"] == 1e-4
-    sched = build_scheduler(opt, recipe, epochs=90, total_steps=1)["scheduler"]
+    sched = build_scheduler(opt, recipe, epochs=90, total_steps=90)["scheduler"]  # one step per epoch
     lrs = []
     for _ in range(90):
         lrs.append(opt.param_groups[0]["lr"])

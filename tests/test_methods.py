@@ -115,3 +115,22 @@ def test_shuffle_backward_matches_autograd_gradcheck():
     x = torch.randn(2, 3, 12, dtype=torch.float64, requires_grad=True)
     index = position_permutation(3, 3, 4, 2, x.device)
     assert torch.autograd.gradcheck(lambda t: _GatherPermutation.apply(t, index), (x,))
+    positions_last = torch.randn(2, 12, 3, dtype=torch.float64, requires_grad=True)  # (N, HW, C): channels_last
+    assert torch.autograd.gradcheck(lambda t: _GatherPermutation.apply(t, index.t(), 1), (positions_last,))
+
+
+@pytest.mark.parametrize("patch", [None, 2])
+def test_shuffle_of_a_channels_last_input_stays_channels_last_with_the_same_numbers(patch):
+    x = torch.randn(3, 5, 4, 6)
+    xl = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    x.requires_grad_(True)
+    torch.manual_seed(7)
+    out = permute_positions(x, patch)
+    torch.manual_seed(7)
+    out_last = permute_positions(xl, patch)
+    assert out_last.is_contiguous(memory_format=torch.channels_last) and not out_last.is_contiguous()
+    assert torch.equal(out, out_last) and not torch.equal(out, x)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_last.backward(grad)
+    assert torch.equal(x.grad, xl.grad)

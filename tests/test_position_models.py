@@ -8,14 +8,13 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import compose_train
-from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
 from spatialprobe.models.position import BlurPool, ChannelPermute, binomial_kernel
 
 
 def model(name, classes=9, size=96, **kw):
-    cfg = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml")
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_train(f"model={name}").model))  # with its base files
     cfg.width = 0.125
     if "fc_width" in cfg:
         cfg.fc_width = 32
@@ -149,14 +148,14 @@ def test_blurpool_full_also_blurs_before_every_strided_conv_but_the_stem():
                                             ("resnet18", "imagenet_nopool", 96), ("resnet50", "cifar", 64),
                                             ("vgg16", None, 32), ("mobilenet_v2", None, 224), ("squeezenet", None, 224)])
 def test_the_early_blurpool_check_agrees_with_the_built_network(arch, stem, size):
-    from spatialprobe.models import ARCHS
+    from spatialprobe.schema import has_strided_maxpool
 
-    cfg = OmegaConf.load(CONF_DIR / "model" / f"{arch}.yaml")
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_train(f"model={arch}").model))  # with its base files
     if stem:
         cfg.stem = stem
     built = build_model(cfg, 10, size)
     has = any(isinstance(m, nn.MaxPool2d) and m.stride not in (1, (1, 1)) for m in built.modules())
-    assert ARCHS[cfg.arch].has_strided_maxpool(cfg.arch, cfg, size) == has
+    assert has_strided_maxpool(cfg.arch, cfg.get("stem") or "auto", size) == has
 
 
 def test_blurpool_after_max_pools_is_refused_where_there_is_none():

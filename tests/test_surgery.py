@@ -15,6 +15,7 @@ from spatialprobe.measure import count_params, receptive_field
 from spatialprobe.methods.base import StochasticOp
 from spatialprobe.methods.gap_fc import GlobalAvgPool
 from spatialprobe.models import build_model, unit_count
+from spatialprobe.schema import check_method
 
 ARCH_LIST = ["vgg16_bn", "resnet18", "resnet50", "resnet152", "mobilenet_v2", "squeezenet1_0"]
 TINY_WIDTH = {"mobilenet_v2": 0.1}
@@ -249,11 +250,22 @@ def test_strip_removes_units_and_refits_the_head():
     assert g(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_receptive_field_shrinks_with_conv1x1():
+def test_receptive_field_in_the_papers_convention():
+    """S1 Fig. 3 (right): VGG-16 at 32 px with conv1x1 on the last K = 10 .. 0 convs has the receptive
+    fields 10 16 24 32 44 60 76 100 132 164 212: the field of the map entering the first modified conv."""
+    rfs = {k: receptive_field(*_rf_args(modified("vgg16_bn", "conv1x1", k))) for k in range(14)}
+    assert [rfs[k] for k in range(10, -1, -1)] == [10, 16, 24, 32, 44, 60, 76, 100, 132, 164, 212]
+    assert rfs[13] == 1 and rfs[12] == 3  # K=13: nothing spatial before the first 1x1 conv
     assert receptive_field(base("vgg16_bn")) == 212
-    rfs = [receptive_field(modified("vgg16_bn", "conv1x1", k)[0]) for k in range(14)]
-    assert rfs == sorted(rfs, reverse=True) and rfs[-1] == 32  # only the five 2x2 max-pools are left
+    for method in ("gap_fc", "spatial_shuffle"):  # the same map enters the first modified unit
+        assert receptive_field(*_rf_args(modified("vgg16_bn", method, 3))) == 100
+    assert receptive_field(*_rf_args(modified("vgg16_bn", "spatial_shuffle", 0, unit=7))) == 44  # conv 8
     assert receptive_field(base("resnet50", size=224)) == 427
+
+
+def _rf_args(model_and_report):
+    model, report = model_and_report
+    return model, report.modified_units
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -280,5 +292,5 @@ def cfg(arch="resnet18", method="spatial_shuffle", k=0, **kw):
 )
 def test_bad_method_config_names_key_and_range(c, key, text):
     with pytest.raises(ConfigError) as err:
-        surgery.validate(c)
+        check_method(c)
     assert err.value.key == key and text in str(err.value)

@@ -39,17 +39,17 @@ def require_groups(experiment: str) -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_every_job_validates(experiment):
-    from spatialprobe.sweep import compose_jobs, validate_jobs
+    from spatialprobe.sweep import expand_jobs, validate_jobs
 
     require_groups(experiment)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
         assert cfg.experiment_name == experiment
         assert Path(str(cfg.hydra.sweep.dir)).parts[-2:] == ("sweeps", experiment)
-        assert cfg.hydra.sweeper.params, "an experiment states what it sweeps"
+        assert cfg.hydra.sweeper.params or cfg.hydra.sweeper.get("grids"), "an experiment states what it sweeps"
         OmegaConf.set_struct(cfg, False)
         cfg.hydra.job.config_name = "train"
-        jobs = compose_jobs(cfg)
+        jobs = expand_jobs(cfg)  # as the sweep check sees them (the same as Hydra's, see below)
         validate_jobs(jobs)  # every combination is valid for its model (k in range, unit in range, ...)
     assert len(jobs) >= 2 and len({j.run_dir for j in jobs}) == len(jobs)
     assert all(j.run_dir.parent == Path(str(cfg.hydra.sweep.dir)) for j in jobs)
@@ -74,6 +74,48 @@ def test_fast_job_composition_matches_hydra(tmp_path):
             assert strip(job.config) == strip(ref)
             assert job.run_dir.name == ref.hydra.job.override_dirname
     assert len(jobs) == 3 * 14 and jobs[17].config.method.name == "gap_fc" and jobs[17].config.k == 3
+
+
+@pytest.mark.parametrize("experiment,extra", [
+    ("squeezenet_imagenet_kcurve", []),                                 # 3 methods x K
+    ("grid_cpu", ["recipe.epochs=3,5"]),                                # resolvers read dataset.grid; max_epochs reads epochs
+    ("vgg16_cifar100_kcurve", ["paths.run_root=/a,/b", "k=1,2"]),       # the sweep directory reads run_root
+    ("resnet18_cifar100_augshift", ["model.width=0.25,0.5", "name=x,y"]),  # a group of package _global_ (task)
+    ("vgg16_cifar100_single_unit", ["method.patch_size=2,4", "method=patch_shuffle"]),
+    ("resnet50_cifar100_kcurve", ["method.strip=1", "k=2,3"]),          # the master's method node is not its file
+])
+def test_the_sweep_check_sees_every_job_as_hydra_composes_it(experiment, extra):
+    """expand_jobs (the sweep check: no copy of the config per job) gives every job the resolved config and the
+    run directory of compose_jobs (Hydra's composition of each job)."""
+    from spatialprobe.sweep import compose_jobs, expand_jobs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        OmegaConf.set_struct(cfg, False)
+        cfg.hydra.job.config_name = "train"
+        cfg.hydra.overrides.task = [*cfg.hydra.overrides.task, *extra]
+        fast, exact = expand_jobs(cfg), compose_jobs(cfg)
+    assert len(fast) == len(exact) >= 4
+    for f, e in zip(fast, exact, strict=True):
+        assert f.overrides == e.overrides and f.run_dir == e.run_dir
+        assert f.config == {k: OmegaConf.to_container(e.config[k], resolve=True) if OmegaConf.is_config(e.config[k])
+                            else e.config[k] for k in e.config if k != "hydra"}
+
+
+def test_the_sweep_check_re_resolves_what_reads_a_swept_key_in_order():
+    """Interpolations that read a swept key are evaluated again, each after the ones it reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from spatialprobe.sweep import _Composition
+
+    hydra = {"job": {"config": {"override_dirname": {"exclude_keys": [], "kv_sep": "=", "item_sep": ","}}},
+             "sweep": {"dir": "/sweeps/${b}", "subdir": "${hydra.job.override_dirname}"}}
+    [k5] = OverridesParser.create().parse_overrides(["k=5"])
+    plain = _Composition(OmegaConf.create({"b": "x${a}-${k}", "a": "${k}", "k": 1, "hydra": hydra}))
+    assert plain.quick([k5]) == ({"b": "x5-5", "a": 5, "k": 5}, "/sweeps/x5-5")
+    cfg = OmegaConf.create({"b": "x${a}-${k}", "a": "${k}", "k": 1, "c": "${sp.mul:${k},3}", "hydra": hydra})
+    assert _Composition(cfg).quick([k5]) == ({"b": "x5-5", "a": 5, "k": 5, "c": 15}, "/sweeps/x5-5")  # by OmegaConf
+    assert OmegaConf.to_container(cfg, resolve=False)["k"] == 1  # the composition is left as it was
 
 
 # The scripts with the most jobs (~300 each to compose and validate, ~45 s apiece) or the most multiruns
@@ -181,13 +223,16 @@ def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path)
     p = cli("spatialprobe.train", [*base, "k=2", "hydra/launcher=local"], env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     assert "1 of 1 runs complete" in p.stdout
+    assert f"sweep {sweep_dir}: 1 runs (hydra/launcher=local, 1 at a time)" in p.stdout
+    assert re.search(r"\[1/1\] spatial_shuffle k=2: \d+\.\d% in \d+", p.stdout), p.stdout
+    assert "GPU available" not in p.stdout + p.stderr  # the console holds the project's lines only
     assert list((sweep_dir / ".submitit").glob("*/*_result.pkl"))  # ran as a submitit job
     p = cli("spatialprobe.train", [*args, "logger=wandb"], env, tmp_path)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
-    assert "2 of 2 runs complete" in p.stdout and p.stdout.count("skipped, already complete") == 1
+    assert "2 of 2 runs complete" in p.stdout and "[2/2] spatial_shuffle k=2: skipped, already complete" in p.stdout
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
     assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"
-                                      "recipe.batch_size=16,trainer.log_every_n_steps=1,trainer.max_epochs=1"
+                                      "recipe.batch_size=16,trainer.max_epochs=1"  # result-neutral keys left out
                                       for k in (0, 2)]
     first = {d: read(d) for d in runs}
     assert [r["k"] for r in first.values()] == [0, 2] and all(r["status"] == "complete" for r in first.values())

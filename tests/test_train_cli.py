@@ -52,6 +52,12 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
     assert rec["data_sizes"] == {"train": 160, "val": 64, "test": 64}
     assert rec["config"]["model"]["width"] == 0.0625 and rec["config_hash"] and rec["wall_time_s"] > 0
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert rec["progress"] == {"epoch": 1, "epochs": 1}
+    # the console: our own lines; Lightning's info lines, tips, model summary and warnings: in the log file
+    console, logfile = p.stdout + p.stderr, (run_dir / "train.log").read_text()
+    for noise in ("GPU available", "Tip:", "Total Flops", "Warning", "srun"):
+        assert noise not in console, noise
+    assert "GPU available" in logfile and "Total params" in logfile and "test_top1=" in console
     rows = metrics(run_dir)
     assert list(rows[0]) == [  # the column names (MetricCollection + log_dict) stay these
         "epoch", "lr-SGD", "step", "test_loss", "test_top1", "test_top5", "train_loss_epoch", "train_loss_step",

@@ -39,6 +39,18 @@ class SeedSchedule(pl.Callback):
         seed_global(self.eval_seed, "test")
 
 
+class RecordProgress(pl.Callback):
+    """Writes the epochs done into the run's record (``progress``) after each epoch: a sweep's
+    progress lines and ETA (spatialprobe.progress) read it."""
+
+    def __init__(self, record):
+        self.record = record
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.record.write:
+            self.record.update(progress={"epoch": int(trainer.current_epoch) + 1, "epochs": int(trainer.max_epochs)})
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file in the target directory, synced, then renamed:
     a crash at any moment leaves the previous checkpoint or the new one, never a torn file."""

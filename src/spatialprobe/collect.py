@@ -19,14 +19,15 @@ and table names), which ``plot`` leaves aside.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from .config import ArgumentParser
 from .errors import UserError, reported
 from .records import RECORD_NAME, read_json
+from .schema import PARAMETER_FREE
 
 # Leading columns, in this order; every other column follows alphabetically.
 FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "method", "k", "seed", "unit",
@@ -34,7 +35,8 @@ FIRST = ["record", "status", "reason", "sweep", "model", "arch", "dataset", "met
          "test_top1_best", "val_top1", "val_top1_best", "test_top5_final", "epochs", "wall_time_s", "run_dir"]
 # Record fields that are bulky or only useful inside one run; left out of the table.
 SKIP = {"config", "feature_maps", "checkpoints", "top1", "loss", "modified_unit_names", "examples"}
-STOCHASTIC_METHODS = {"spatial_shuffle", "patch_shuffle", "channel_shuffle"}
+STOCHASTIC_METHODS = set(PARAMETER_FREE)
+EXAMPLE = "python -m spatialprobe.collect runs/sweeps/<experiment>"
 
 
 def flatten(obj: dict, prefix: str = "") -> dict:
@@ -73,6 +75,8 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
     trained = ev.get("trained", {})
     applied = ev.get("test_time_method")
     trained_method = trained.get("method")
+    if trained.get("k") == 0 and (train or {}).get("unit") is None:
+        trained_method = "none"  # K=0 of a method's sweep is the baseline: nothing was modified in training
     if applied:
         test_method = applied["method"]
     elif not ev.get("keep_method", True) and trained_method in STOCHASTIC_METHODS:
@@ -92,6 +96,33 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
         "eval_seed": ev.get("eval_seed"), "test_top1": ev.get("top1_mean"), "test_top1_std": ev.get("top1_std"),
         "test_top5_final": ev.get("top5_mean"), "run_dir": str(run_dir), "eval_path": str(path),
     }
+
+
+def epoch_metrics(run_dir: str | Path):
+    """The per-epoch metrics a run logged (``logs/attempt-*/metrics.csv``): one row per epoch (0-based),
+    a column per epoch-level metric (``train_top1``, ``val_top1``, losses, learning rate, ...). A resumed
+    run's later attempts win where attempts overlap. None when the run logged no epoch yet."""
+    import pandas as pd
+
+    files = sorted(Path(run_dir).glob("logs/attempt-*/metrics.csv"),
+                   key=lambda f: int(f.parent.name.split("-")[-1]) if f.parent.name.split("-")[-1].isdigit() else 0)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_csv(f))
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            continue  # a file being written, or torn: its epochs are left out
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    if "epoch" not in df.columns:
+        return None
+    df = df[df["epoch"].notna()].drop(columns=[c for c in ("step", "train_loss_step") if c in df.columns])
+    epochs = df.groupby("epoch", sort=True).last().reset_index()  # last non-null value per column
+    epochs = epochs.dropna(axis=1, how="all")
+    epochs = epochs.dropna(subset=[c for c in epochs.columns if c != "epoch"], how="all")
+    epochs["epoch"] = epochs["epoch"].astype(int)
+    return epochs if len(epochs) else None
 
 
 def collect_dirs(dirs: Iterable[str | Path]):
@@ -180,7 +211,8 @@ def collect_wandb(path: str, group: str | None = None, api=None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spatialprobe.collect", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m spatialprobe.collect", description=__doc__.split("\n\n")[0],
+                            example=EXAMPLE)
     parser.add_argument("dirs", nargs="*", help="sweep (or run) directories to search for records")
     parser.add_argument("-o", "--output", help="CSV to write (default: DIR/results.csv for one DIR, else ./results.csv)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of this W&B project instead")
@@ -188,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with reported():
         if bool(args.dirs) == bool(args.wandb):
-            raise UserError("give sweep directories or --wandb ENTITY/PROJECT (one of the two)")
+            raise UserError(f"give sweep directories or --wandb ENTITY/PROJECT (one of the two); e.g. {EXAMPLE}")
         df = collect_wandb(args.wandb, args.group) if args.wandb else collect_dirs(args.dirs)
         out = Path(args.output) if args.output else (
             Path(args.dirs[0]) / "results.csv" if len(args.dirs) == 1 else Path("results.csv"))

@@ -25,26 +25,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .config import require_number, require_positive_int, tool_entry
+from .config import tool_entry
 from .errors import ConfigError, DataError
-
-
-def validate(cfg: DictConfig) -> list[int]:
-    grids = list(cfg.grid) if OmegaConf.is_list(cfg.grid) else [cfg.grid]
-    for n in grids:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-            raise ConfigError("grid", n, "must be a grid size n >= 2 (n x n cells), or a list of them", ["3", "[3,5]"])
-    if not cfg.checkpoint and not cfg.sweep_dir:
-        raise ConfigError("checkpoint", cfg.checkpoint, "give a checkpoint of spatialprobe.train, or sweep_dir",
-                          ["runs/<run>/checkpoints/last.ckpt", "sweep_dir=runs/sweeps/<experiment>"])
-    for key in ("train_images", "test_images", "placements", "epochs", "batch_size"):
-        require_positive_int(cfg, key)
-    require_number(cfg, "lr", minimum=0, exclusive_minimum=True)
-    require_number(cfg, "seed", integer=True, minimum=0)
-    from .position import pick_device
-
-    pick_device(cfg.device)
-    return grids
+from .schema import check_decode as validate  # no data, no model: returns the grid sizes
 
 
 def checkpoints(cfg: DictConfig) -> list[Path]:
@@ -194,7 +177,7 @@ def run(cfg: DictConfig) -> list[dict]:
     return records
 
 
-main = tool_entry("decode", run)
+main = tool_entry("decode", run, validate=validate)
 
 
 if __name__ == "__main__":

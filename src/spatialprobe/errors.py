@@ -30,6 +30,14 @@ class ConfigError(UserError):
         super().__init__(msg)
 
 
+class MissingKeyError(ConfigError):
+    """A mandatory key was not given (``???`` in its yaml, or needed by the command): named with an example."""
+
+    def __init__(self, key: str, what: str, example: str):
+        self.key, self.value, self.reason, self.choices = key, None, what, [example]
+        UserError.__init__(self, f"{key} is required: {what}; e.g. {example}")
+
+
 class DataError(UserError):
     """Data files are missing, truncated or not in the expected format."""
 
@@ -42,12 +50,17 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def report(err: UserError) -> None:
+    """Print ``err`` as the one line ``spatialprobe: error: ...`` on stderr and exit with status 2."""
+    sys.stdout.flush()
+    print(f"spatialprobe: error: {one_line(err)}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR) from None
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn a UserError into one line on stderr and exit status 2."""
     try:
         yield
     except UserError as err:
-        sys.stdout.flush()
-        print(f"spatialprobe: error: {one_line(err)}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        report(err)

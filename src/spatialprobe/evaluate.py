@@ -22,15 +22,22 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import hydra_entry, require_choice, require_number
-from .errors import ConfigError, UserError, reported
+from .config import hydra_entry, require_given
+from .errors import UserError, reported
+from .schema import check_evaluate, check_test_time_method
+
+CKPT_EXAMPLE = "runs/<run>/checkpoints/last.ckpt"
+
+
+def require_checkpoint(path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"ckpt={str(path)!r}: no such checkpoint file")
 
 
 def load_checkpoint(path: Path) -> tuple[dict, DictConfig]:
+    require_checkpoint(path)
     import torch
 
-    if not path.is_file():
-        raise UserError(f"ckpt={str(path)!r}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
@@ -63,34 +70,17 @@ def stochastic_ops(model) -> list:
     return [m for m in model.modules() if isinstance(m, StochasticOp)]
 
 
-def validate_options(cfg: DictConfig) -> None:
-    """The checks that need no checkpoint: they run before it is loaded."""
-    from .methods import METHODS
-
-    require_number(cfg, "eval.passes", integer=True, minimum=1)
-    require_number(cfg, "eval.batch_size", integer=True, minimum=1)
-    require_choice(cfg, "eval.split", ["test", "val"])
-    require_choice(cfg, "eval.device", ["auto", "cpu", "cuda"])
-    if cfg.get("method") is not None:
-        kind = METHODS.get(cfg.method.name)
-        if kind is None or not kind.parameter_free:
-            free = [n for n, m in METHODS.items() if m.kind == "op"]
-            raise ConfigError("method", cfg.method.name, "only a parameter-free method can be applied to a trained "
-                              "network", free)
-    elif cfg.k != 0:
-        raise ConfigError("k", cfg.k, "k selects the units of a test-time method; add method=...", [0])
-
-
-def validate(cfg: DictConfig, tcfg: DictConfig) -> None:
-    """Every check: the options, then the test-time method against the trained network ``tcfg``."""
-    from . import surgery
-
-    validate_options(cfg)
-    if cfg.get("method") is not None:
-        surgery.validate(OmegaConf.create({"model": tcfg.model, "method": cfg.method, "k": cfg.k}))
+def check(cfg: DictConfig) -> Path:
+    """Every check that needs no checkpoint contents (no torch): the checkpoint's path, and the options."""
+    ckpt_path = Path(str(require_given(cfg, "ckpt", CKPT_EXAMPLE, "the checkpoint to evaluate")))
+    check_evaluate(cfg)
+    require_checkpoint(ckpt_path)
+    return ckpt_path
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    ckpt_path = check(cfg)  # before torch is imported: a mistake is answered at once
+
     import torch
     from torchmetrics.classification import MulticlassAccuracy
 
@@ -100,10 +90,8 @@ def evaluate(cfg: DictConfig) -> dict:
     from .records import write_json_atomic
     from .streams import seed_global
 
-    ckpt_path = Path(str(cfg.ckpt))
-    validate_options(cfg)
     ckpt, tcfg = load_checkpoint(ckpt_path)
-    validate(cfg, tcfg)
+    check_test_time_method(cfg, tcfg)
     t0 = time.time()
     model = restore_model(ckpt, tcfg)
     if not cfg.eval.keep_method:
@@ -185,7 +173,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main)
+    hydra_entry(_hydra_main, config_name="evaluate", validate=check)
 
 
 if __name__ == "__main__":

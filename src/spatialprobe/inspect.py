@@ -17,17 +17,17 @@ from omegaconf import DictConfig
 from . import CONF_DIR
 from .config import hydra_entry
 from .errors import reported
+from .schema import validate_inspect
 
 
 def describe(cfg: DictConfig) -> dict:
+    validate_inspect(cfg)  # before torch is imported: a bad K is answered at once
     import torch
 
     from . import models, surgery
     from .measure import count_flops, count_params, feature_maps, receptive_field
     from .tasks import build_network
 
-    models.validate(cfg)
-    surgery.validate(cfg)
     torch.manual_seed(int(cfg.seed))
     size = int(cfg.dataset.image_size)
     model = models.build_model(cfg.model, int(cfg.dataset.num_classes), size)
@@ -39,7 +39,7 @@ def describe(cfg: DictConfig) -> dict:
         "params": count_params(model), "params_m": round(count_params(model) / 1e6, 2),
         "flops": count_flops(model, size), "units": len(model.unit_names()),
         "modified_units": report.modified_units, "stripped_units": report.stripped_units,
-        "feature_maps": feature_maps(model, size), "receptive_field": receptive_field(model),
+        "feature_maps": feature_maps(model, size), "receptive_field": receptive_field(model, report.modified_units),
     }
 
 
@@ -50,7 +50,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     modified = set(info["modified_units"])
     print(f"{info['arch']} on {info['dataset']} ({info['image_size']} px, {info['num_classes']} classes), "
           f"{info['method']} k={info['k']}: {info['params']:,} params ({info['params_m']}M), "
-          f"{info['flops'] / 1e9:.3f} GFLOPs/image, receptive field {info['receptive_field']} px")
+          f"{info['flops'] / 1e9:.3f} GFLOPs/image, receptive field "
+          f"{'the whole image' if info['receptive_field'] is None else str(info['receptive_field']) + ' px'}")
     for fm in info["feature_maps"]:
         mark = "*" if fm["unit"] in modified else " "
         print(f"  {mark} unit {fm['unit']:>2} {fm['name']:<14} in {fm['input']} out {fm['output']}")
@@ -58,7 +59,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main)
+    hydra_entry(_hydra_main, config_name="inspect", validate=validate_inspect)
 
 
 if __name__ == "__main__":

@@ -23,23 +23,11 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
-from .config import get, require_number
 from .errors import ConfigError, one_line
+from .schema import wandb_mode  # the modes a user may give, and wandb's aliases (logger.mode, WANDB_MODE)
 
-WANDB_MODES = ("offline", "online", "disabled")
-# wandb's own names for the same modes (WANDB_MODE=dryrun is what older Lightning versions write)
-WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 LOGIN_HELP = ("run `wandb login` (or set WANDB_API_KEY) first, or log with logger.mode=offline "
               "and upload later with `wandb sync`")
-
-
-def wandb_mode(value: object, key: str = "logger.mode") -> str:
-    """``value`` as one of WANDB_MODES (wandb's aliases accepted); ConfigError otherwise."""
-    mode = WANDB_MODE_ALIASES.get(value, value) if isinstance(value, str) else value
-    if mode not in WANDB_MODES:
-        raise ConfigError(key, value, "not one of the valid W&B modes",
-                          [*WANDB_MODES, *(f"{a} (= {m})" for a, m in WANDB_MODE_ALIASES.items())])
-    return mode
 
 
 def wandb_credentials() -> str | None:
@@ -73,18 +61,6 @@ def require_wandb_login(mode: str, key: str = "logger.mode") -> None:
         host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
         raise ConfigError(key, mode, f"no W&B credentials on this machine (no WANDB_API_KEY, no {host} entry "
                           f"in ~/.netrc); {LOGIN_HELP}")
-
-
-def validate(cfg: DictConfig) -> None:
-    """logger.* (no wandb import)."""
-    from .config import require_choice
-
-    require_choice(cfg, "logger.name", ["csv", "wandb"])
-    if cfg.logger.name != "wandb":
-        return
-    require_wandb_login(wandb_mode(get(cfg, "logger.mode")))
-    require_number(cfg, "logger.init_timeout", minimum=0, exclusive_minimum=True)
-    require_number(cfg, "logger.finish_timeout", minimum=0, exclusive_minimum=True)
 
 
 def wandb_tags(cfg: DictConfig) -> list[str]:

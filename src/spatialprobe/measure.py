@@ -55,21 +55,34 @@ def feature_maps(model, image_size: int, channels: int = 3) -> list[dict]:
     return [{"unit": i, "name": n, **sizes.get(n, {"input": None, "output": None})} for i, n in enumerate(names)]
 
 
-def receptive_field(model) -> int:
-    """Theoretical receptive field (pixels, one axis) of the last spatial layer.
+def receptive_field(model, modified_units: list[int] | tuple[int, ...] = ()) -> int | None:
+    """Theoretical receptive field (pixels, one axis) of the spatial part of the network, in the
+    convention of S1 Fig. 3 (right): the field of the feature map that enters the first modified
+    unit (``modified_units``: unit indices, e.g. the surgery report's), or, with none modified, of the
+    last feature map before global pooling.
 
-    Walks the layers in forward order, ignoring skip projections, and stops at the first global
-    pooling: each kxk layer with stride s grows the field by (k-1) * jump, then jump *= s.
+    Walks the layers in forward order, ignoring skip projections, and stops at the first modified
+    unit or the first global pooling: each kxk conv or pool with stride s grows the field by
+    (k-1) * jump, then jump *= s. Layers behind the first modified unit do not count, not even the
+    pools between 1x1 convs: for VGG-16 at 32 px with conv1x1 on the last K = 10 .. 0 convs this
+    gives the paper's axis 10 16 24 32 44 60 76 100 132 164 212. None where a spatial map is
+    flattened into a fully connected layer (the MLP): every output then sees the whole image.
     """
     from .methods.gap_fc import GlobalAvgPool
 
     skip = model.family.skip_branch
+    names = model.unit_names()
+    stop = names[min(modified_units)] if modified_units else None
     rf, jump = 1, 1
     for name, m in model.body.named_modules():
+        if name == stop:
+            break
         if skip and f".{skip}" in f".{name}":
             continue
         if isinstance(m, GlobalAvgPool | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
             break
+        if isinstance(m, nn.Flatten):
+            return None
         if isinstance(m, nn.Conv2d):
             k = _pair(m.dilation) * (_pair(m.kernel_size) - 1) + 1
         elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):

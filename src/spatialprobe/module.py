@@ -42,32 +42,50 @@ def build_optimizer(params, recipe: dict, world_size: int = 1) -> torch.optim.Op
     if recipe["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=lr, betas=tuple(recipe.get("betas", (0.9, 0.999))),
                                 weight_decay=recipe["weight_decay"])
+    if recipe["optimizer"] == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=float(recipe["alpha"]), eps=float(recipe["eps"]),
+                                   momentum=float(recipe["momentum"]), weight_decay=recipe["weight_decay"])
     return torch.optim.SGD(params, lr=lr, momentum=recipe["momentum"],
                            nesterov=bool(recipe.get("nesterov", False)), weight_decay=recipe["weight_decay"])
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int, total_steps: int) -> dict | None:
-    """The recipe's learning-rate schedule; every schedule scales with the run's length."""
+    """The recipe's learning-rate schedule, stepped every optimiser step; every schedule scales with the run.
+
+    ``multistep``: x ``gamma`` at the ``milestones`` (fractions of the run, or epochs when >= 1);
+    ``exponential``: x ``gamma`` after every epoch; ``poly``: lr * (1 - step / steps) ** ``poly_power``;
+    ``cosine``: to 0 over the run; ``onecycle``: torch's one-cycle; ``constant``. ``warmup_epochs``
+    (all but onecycle): a linear ramp over the first n steps (lr * i / n at step i = 1..n); milestones still
+    count from the start of the run, the decays (exponential, poly, cosine) start after the ramp.
+    """
+    from torch.optim import lr_scheduler as sched
+
     kind = recipe.get("schedule", "constant")
-    if kind == "multistep":
-        milestones = sorted({max(1, round(f * epochs)) if f < 1 else int(f) for f in recipe["milestones"]})
-        sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe["gamma"])
-        return {"scheduler": sched, "interval": "epoch"}
+    total_steps = max(1, total_steps)
+    per_epoch = max(1, total_steps // max(1, epochs))
     if kind == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
-                                                    total_steps=max(1, total_steps))
-        return {"scheduler": sched, "interval": "step"}
-    if kind == "poly":  # torchvision's segmentation reference: (1 - step / total) ** 0.9, per step
-        power, total = float(recipe.get("poly_power", 0.9)), max(1, total_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, total) / total) ** power)
-        return {"scheduler": sched, "interval": "step"}
-    if kind == "exponential":  # lr * gamma ** (epoch / epochs): the whole run decays the lr by the factor gamma
-        sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=float(recipe["gamma"]) ** (1.0 / max(1, epochs)))
-        return {"scheduler": sched, "interval": "epoch"}
-    if kind == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
-        return {"scheduler": sched, "interval": "step"}
-    return None
+        return {"scheduler": sched.OneCycleLR(optimizer, max_lr=optimizer.param_groups[0]["lr"],
+                                              total_steps=total_steps), "interval": "step"}
+    warm = min(total_steps - 1, round(float(recipe.get("warmup_epochs") or 0) * per_epoch))
+    rest = total_steps - warm  # steps of the main schedule, which starts when the warm-up ends
+    if kind == "multistep":
+        epochs_at = sorted({max(1, round(f * epochs)) if f < 1 else int(f) for f in recipe["milestones"]})
+        main = sched.MultiStepLR(optimizer, milestones=[max(1, e * per_epoch - warm) for e in epochs_at],
+                                 gamma=recipe["gamma"])
+    elif kind == "exponential":
+        main = sched.StepLR(optimizer, step_size=per_epoch, gamma=recipe["gamma"])
+    elif kind == "poly":
+        main = sched.PolynomialLR(optimizer, total_iters=rest, power=float(recipe["poly_power"]))
+    elif kind == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=rest)
+    elif warm:
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        return None
+    if warm:
+        ramp = sched.LinearLR(optimizer, start_factor=1.0 / warm, end_factor=1.0, total_iters=max(1, warm - 1))
+        main = sched.SequentialLR(optimizer, [ramp, main], milestones=[warm])
+    return {"scheduler": main, "interval": "step"}
 
 
 class Classifier(pl.LightningModule):

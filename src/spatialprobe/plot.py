@@ -1,6 +1,6 @@
 """The papers' figures and tables from a collected table (``spatialprobe.collect``).
 
-    python -m spatialprobe.plot runs/sweeps/vgg16_cifar100_kcurve/results.csv [-o DIR] [--tolerance 1.0]
+    python -m spatialprobe.plot runs/sweeps/vgg16_cifar100_kcurve/results.csv [-o DIR] [--tolerance 1.0] [--curves]
 
 Writes into DIR (default: figures/ beside the table), PNG and PDF for every figure:
 
@@ -15,8 +15,14 @@ Writes into DIR (default: figures/ beside the table), PNG and PDF for every figu
 * ``best.{csv,md}``: per model, dataset and method the most accurate network, with its size;
 * ``kcurve_table.{csv,md}``: every point of the curves: mean, std, seeds, difference to the
   baseline, params, FLOPs, receptive field;
-* ``train_test_matrix.{csv,md}``: with evaluation rows (``spatialprobe.evaluate``), accuracy by
+* ``train_test_matrix.{csv,md}``: with evaluation rows (``spatialprobe.evaluate``), accuracy by K and
   training scheme x test scheme;
+* ``mismatch_<model>_<dataset>``: with evaluation rows at two K or more, accuracy vs K per training ->
+  test scheme (S1 Fig. 7);
+* ``depth_<model>_<dataset>``: with a depth ablation (``method.strip`` swept), accuracy vs the modified
+  units kept (S1 Fig. 3 left);
+* ``curves_<model>_<dataset>``: train and validation top-1 per epoch of every run, read from the runs'
+  logged ``metrics.csv`` (S0 Fig. 1); for at most 8 runs per model and data set unless ``--curves``;
 * ``cost_<model>_<dataset>``: accuracy against parameters and against FLOPs, every method, variant
   and K a point, the Pareto front (the most accurate network for its cost) drawn and ringed;
   ``pareto.{csv,md}``: the points of every front.
@@ -30,7 +36,6 @@ table as a wandb.Table (see ``loggers.log_figures``). A plot function returns wh
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -38,20 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import ArgumentParser
 from .errors import UserError, reported
-from .records import VOLATILE_KEYS
+from .schema import is_result_neutral
 
 REQUIRED = ["model", "dataset", "method", "k", "status", "params"]
-# config columns that never define a curve of their own: the axes and seeds, where the data is read
-# from, and every key that does not change a run's result (records.VOLATILE_KEYS)
-NOT_VARIANTS = {"config.k", "config.seed", "config.method.name", "config.method.unit", "config.dataset.root",
-                "config.dataset.download", "config.dataset.verify", "config.dataset.format", "config.eval.seed",
-                "config.eval.test_best"}
-VOLATILE_COLUMNS = tuple(f"config.{key}" for key in VOLATILE_KEYS)
+# config columns that never define a curve of their own: the axes and what is averaged over (K, the
+# single unit, the method, the seeds), eval.test_best (test_top1 is the final model's either way), and
+# every key that does not change a run's result (spatialprobe.schema.RESULT_NEUTRAL_KEYS)
+AXES = {"config.k", "config.seed", "config.method.name", "config.method.unit", "config.eval.seed",
+        "config.eval.test_best"}
 
 
 def _not_a_variant(column: str) -> bool:
-    return column in NOT_VARIANTS or any(column == v or column.startswith(v + ".") for v in VOLATILE_COLUMNS)
+    return column in AXES or (column.startswith("config.") and is_result_neutral(column[len("config."):]))
 
 
 def load_table(path: str | Path, metric: str = "test_top1"):
@@ -162,6 +167,21 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _labelled(ax, xlabel: str, ylabel: str, title: str, legend: dict | None = None) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**{"fontsize": 8, "loc": "best", **(legend or {})})
+    ax.figure.tight_layout()
+
+
+def _chart(title: str, xname: str, drawn: list) -> Chart:
+    import pandas as pd
+
+    return Chart(title, xname, pd.DataFrame(drawn, columns=["series", "x", "y"]))
 
 
 def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
@@ -296,16 +316,138 @@ def summary_tables(agg, tolerance: float = 1.0):
     return pd.DataFrame(compressed, columns=cols), pd.DataFrame(best, columns=cols)
 
 
-def train_test_matrix(df):
-    """Accuracy (mean over evaluation passes) by training scheme (rows) x test scheme (columns)."""
+def eval_points(df):
+    """Evaluation rows (``spatialprobe.evaluate``) with ``K``: the units the shuffle acts on, at training
+    or at test time (the trained network's k, or the test-time method's k; 0 for the plain baseline)."""
     if "record" not in df.columns or "test_method" not in df.columns:
         return None
-    ev = df[df["record"] == "eval"]
+    ev = df[df["record"] == "eval"].copy()
     if ev.empty:
         return None
+    ev["K"] = (ev["test_k"] if "test_k" in ev.columns else ev["k"]).fillna(ev["k"]).astype(int)
+    return ev
+
+
+def train_test_matrix(df):
+    """Accuracy (mean ± std over evaluation passes) by K and training scheme (rows) x test scheme (columns)."""
+    ev = eval_points(df)
+    if ev is None:
+        return None
     cell = ev.assign(value=ev.apply(lambda r: f"{r['test_top1']:.2f} ± {r['test_top1_std']:.2f}", axis=1))
-    return cell.pivot_table(index=["model", "dataset", "train_method"], columns="test_method", values="value",
+    return cell.pivot_table(index=["model", "dataset", "K", "train_method"], columns="test_method", values="value",
                             aggfunc="first").reset_index()
+
+
+def plot_mismatch(df, outdir: Path) -> Outputs:
+    """S1 Fig. 7: accuracy vs K for every training -> test scheme of a stochastic method (shuffle -> shuffle,
+    shuffle -> none, none -> shuffle; none -> none as the baseline line), from evaluation rows; drawn where
+    some scheme has two K or more."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    ev = eval_points(df)
+    written = Outputs()
+    if ev is None:
+        return written
+    for (model, dataset), grp in ev.groupby(["model", "dataset"], sort=True):
+        shuffled = grp[grp["K"] > 0]
+        schemes = shuffled.groupby(["train_method", "test_method"])["K"].nunique()
+        if schemes.empty or schemes.max() < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = []
+        for (train, test), pts in shuffled.groupby(["train_method", "test_method"], sort=True):
+            pts = pts.sort_values("K").drop_duplicates("K")
+            ax.errorbar(pts["K"], pts["test_top1"], yerr=pts["test_top1_std"].fillna(0), marker="o", ms=4,
+                        capsize=2, label=f"{train} -> {test}")
+            drawn += [(f"{train} -> {test}", x, y) for x, y in zip(pts["K"], pts["test_top1"], strict=True)]
+        base = grp[(grp["K"] == 0) & (grp["train_method"] == "none") & (grp["test_method"] == "none")]
+        if not base.empty:
+            ax.axhline(base["test_top1"].iloc[0], color="black", ls="--", lw=1.2, label="none -> none")
+            drawn += [("none -> none", x, base["test_top1"].iloc[0]) for x in (shuffled["K"].min(), shuffled["K"].max())]
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        xlabel = "K (units shuffled, counted from the last)"
+        _labelled(ax, xlabel, "test top-1 (%), mean over evaluation passes",
+                  f"{model} on {dataset}: training -> test scheme")
+        name = f"mismatch_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"train -> test scheme: {model} on {dataset}",
+                                                                 xlabel, drawn)})
+    return written
+
+
+def plot_depth(points, outdir: Path, metric: str = "test_top1") -> Outputs:
+    """S1 Fig. 3 (left): accuracy vs the number of modified units kept (K - ``method.strip``) where the
+    table has a depth ablation (several ``method.strip`` values at one K), with the baseline."""
+    plt = _pyplot()
+    written = Outputs()
+    if "config.method.strip" not in points.columns:
+        return written
+    for (model, dataset), grp in points.groupby(["model", "dataset"], sort=True):
+        abl = grp[(grp["k"] > 0) & grp["config.method.strip"].notna()]
+        if abl.empty or abl["config.method.strip"].nunique() < 2:
+            continue
+        abl = abl.assign(kept=abl["k"] - abl["config.method.strip"].astype(int))
+        stats = abl.groupby(["method", "k", "kept"])[metric].agg(["mean", "std"]).reset_index()
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = []
+        for (method, k), pts in stats.groupby(["method", "k"], sort=True):
+            label = f"{method}, last {k} units modified, the last K - n of them removed"
+            ax.errorbar(pts["kept"], pts["mean"], yerr=pts["std"].fillna(0), marker="o", ms=4, capsize=2, label=label)
+            drawn += [(label, x, y) for x, y in zip(pts["kept"], pts["mean"], strict=True)]
+        base = grp[grp["k"] == 0][metric]
+        if not base.empty:
+            ax.axhline(base.mean(), color="black", ls="--", lw=1.2, label="baseline")
+            drawn += [("baseline", x, base.mean()) for x in (stats["kept"].min(), stats["kept"].max())]
+        xlabel = "modified units kept (K - method.strip)"
+        _labelled(ax, xlabel, f"{metric} (%)", f"{model} on {dataset}: depth ablation")
+        name = f"depth_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"{metric} (%), depth: {model} on {dataset}",
+                                                                 xlabel, drawn)})
+    return written
+
+
+# a training-curve figure with more runs than this is unreadable; --curves draws it anyway
+MAX_CURVES = 8
+
+
+def plot_training_curves(points, outdir: Path, force: bool = False) -> Outputs:
+    """S0 Fig. 1: train and validation top-1 per epoch of every run of a (model, dataset), read from the runs'
+    own logged metrics (``logs/attempt-*/metrics.csv`` via ``collect.epoch_metrics``); nothing is re-run.
+    With ``dataset.val_size=0`` (the default) the validation split is the test set."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .collect import epoch_metrics
+
+    plt = _pyplot()
+    written = Outputs()
+    if "run_dir" not in points.columns:
+        return written
+    for (model, dataset), grp in points.groupby(["model", "dataset"], sort=True):
+        if len(grp) > MAX_CURVES and not force:
+            continue
+        runs = []
+        for _, row in grp.sort_values(["line", "k"]).iterrows():
+            epochs = epoch_metrics(row["run_dir"]) if Path(str(row["run_dir"])).is_dir() else None
+            if epochs is not None and {"train_top1", "val_top1"} & set(epochs.columns):
+                runs.append((f"{row['line']} K={row['k']}", epochs))
+        if not runs:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        drawn = []
+        for i, (label, epochs) in enumerate(runs):
+            for col, ls, what in (("train_top1", "--", "train"), ("val_top1", "-", "val")):
+                if col in epochs.columns:
+                    pts = epochs.dropna(subset=[col])
+                    ax.plot(pts["epoch"] + 1, pts[col], ls=ls, color=colors[i % len(colors)], label=f"{label} ({what})")
+                    drawn += [(f"{label} ({what})", x, y) for x, y in zip(pts["epoch"] + 1, pts[col], strict=True)]
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _labelled(ax, "epoch", "top-1 (%)", f"{model} on {dataset}: training curves",
+                  {"fontsize": 7, "loc": "lower right"})
+        name = f"curves_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"top-1 (%) per epoch: {model} on {dataset}",
+                                                                 "epoch", drawn)})
+    return written
 
 
 def to_markdown(df, floatfmt: str = "{:.2f}") -> str:
@@ -329,7 +471,7 @@ def write_table(df, stem: Path) -> Outputs:
 
 
 def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: float = 1.0,
-             metric: str = "test_top1") -> Outputs:
+             metric: str = "test_top1", curves: bool = False) -> Outputs:
     df = load_table(table, metric)
     outdir = Path(outdir) if outdir else Path(table).parent / "figures"
     outdir.mkdir(parents=True, exist_ok=True)
@@ -345,21 +487,27 @@ def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: flo
         costs, front = plot_costs(agg, outdir, metric)
         written += costs
         written += write_table(front, outdir / "pareto")
+        written += plot_depth(points, outdir, metric)
+        written += plot_training_curves(points, outdir, force=curves)
     matrix = train_test_matrix(df)
     if matrix is not None:
         written += write_table(matrix, outdir / "train_test_matrix")
+        written += plot_mismatch(df, outdir)
     if not written:
         raise UserError(f"{table}: no complete run with a {metric} value to plot")
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m spatialprobe.plot", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m spatialprobe.plot", description=__doc__.split("\n\n")[0],
+                            example="python -m spatialprobe.plot runs/sweeps/<experiment>/results.csv")
     parser.add_argument("table", help="CSV written by python -m spatialprobe.collect")
     parser.add_argument("-o", "--outdir", help="where figures and tables go (default: figures/ beside the table)")
     parser.add_argument("--tolerance", type=float, default=1.0, help="points below the baseline still counted "
                         "as 'within' for the compressed table (default 1.0)")
     parser.add_argument("--metric", default="test_top1", help="accuracy column to plot (default test_top1)")
+    parser.add_argument("--curves", action="store_true", help=f"draw the training curves of every model and data "
+                        f"set, also those with more than {MAX_CURVES} runs")
     wb = parser.add_argument_group("W&B", "--wandb also logs everything written as one 'figures' run; by default "
                                    "into the project, entity, group (the sweep) and mode of the table's runs")
     wb.add_argument("--wandb", action="store_true", help="log the figures, charts and tables to W&B")
@@ -374,7 +522,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"--tolerance={args.tolerance} is invalid: must be >= 0")
         outdir = Path(args.outdir) if args.outdir else Path(args.table).parent / "figures"
         destination = wandb_destination(args, outdir) if args.wandb else None  # checked before anything is written
-        written = make_all(args.table, outdir, args.tolerance, args.metric)
+        written = make_all(args.table, outdir, args.tolerance, args.metric, curves=args.curves)
     for path in written:
         print(path)
     for path in written:

@@ -36,8 +36,6 @@ from torch import nn
 
 from .errors import ConfigError
 
-RANKINGS = ("overall", "left", "right")
-VARIANTS = ("image_flip", "kernel_flip_image", "kernel_flip")  # P: Normal, Kernel-Flip*, Kernel-Flip**
 REGIONS = ("left", "centre", "right")
 
 
@@ -56,8 +54,9 @@ def model_device(model: nn.Module) -> torch.device:
 
 def pick_device(name) -> torch.device:
     """``auto``: the GPU when one is visible, else the CPU; or ``cpu`` / ``cuda`` / ``cuda:N`` (key ``device``)."""
-    if not isinstance(name, str) or not (name in ("auto", "cpu") or name.startswith("cuda")):
-        raise ConfigError("device", name, "not a device", ["auto", "cpu", "cuda", "cuda:1"])
+    from .schema import require_device
+
+    require_device({"device": name})
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -21,66 +21,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
-from .config import get, require_choice, require_number, require_positive_int, tool_entry
+from .config import get, tool_entry
 from .errors import ConfigError, DataError
-from .position import (
-    RANKINGS,
-    VARIANTS,
-    ClassifierProbe,
-    RegionAccuracy,
-    channel_scores,
-    check_sizes,
-    flip_kernels,
-    pick_device,
-    rank,
-    require_pooled_latent,
-    switch_off_study,
-)
-
-SOURCES = ("classifier", "segmentation")
+from .schema import check_rank as validate  # no data, no model: returns top_n's N
 
 
 def as_list(value) -> list:
     return list(value) if OmegaConf.is_list(value) else [value]
-
-
-def validate(cfg: DictConfig) -> list[int]:
-    """Checks that need neither data nor a model; returns the list of N (``top_n``)."""
-    require_choice(cfg, "source", SOURCES)
-    for key, choices in (("ranking", RANKINGS), ("variant", VARIANTS)):
-        values = as_list(cfg[key])
-        bad = [v for v in values if v not in choices]
-        if bad or not values or len(set(values)) != len(values):
-            raise ConfigError(key, cfg[key] if not bad else bad[0], "not one of the valid choices (or a list of "
-                              "them, each once)", list(choices))
-    for spec in as_list(cfg.rank_ranges) if cfg.rank_ranges is not None else []:
-        ok = OmegaConf.is_list(spec) and len(spec) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)
-        if not ok or not 1 <= spec[0] <= spec[1]:
-            raise ConfigError("rank_ranges", spec, "each range is [first, last] ranks, 1 <= first <= last",
-                              ["[[1,100],[101,200]]"])
-    require_number(cfg, "fig5.images", integer=True, minimum=0)
-    pick_device(cfg.device)
-    sizes = list(cfg.top_n) if OmegaConf.is_list(cfg.top_n) else [cfg.top_n]
-    for n in sizes:  # the upper bound (the latent size) is checked once the model is built
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError("top_n", n, "must be an integer >= 1 (a number of latent channels)")
-    require_number(cfg, "random_draws", integer=True, minimum=1)
-    require_positive_int(cfg, "probe_images")
-    require_positive_int(cfg, "eval_images", optional=True)
-    require_positive_int(cfg, "batch_size")
-    require_number(cfg, "seed", integer=True, minimum=0)
-    if cfg.source == "classifier" and not cfg.checkpoint:
-        raise ConfigError("checkpoint", cfg.checkpoint, "a checkpoint of spatialprobe.train is required",
-                          ["runs/<run>/checkpoints/last.ckpt"])
-    if not cfg.checkpoint and not cfg.output:
-        raise ConfigError("output", cfg.output, "needed when no checkpoint is given (the record goes next to it)")
-    if cfg.source == "segmentation":
-        require_positive_int(cfg, "segmentation.num_classes")
-    return [int(n) for n in sizes]
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -102,7 +52,7 @@ def load_classifier(path: Path):
     return model.eval(), tcfg
 
 
-def _half_masked(x: torch.Tensor, ranking: str) -> torch.Tensor:
+def _half_masked(x, ranking: str):
     """Images whose content is only in the left (right) half: the other half set to 0 (the mean colour)."""
     if ranking == "overall":
         return x
@@ -117,6 +67,8 @@ def _half_masked(x: torch.Tensor, ranking: str) -> torch.Tensor:
 
 def classifier_data(tcfg: DictConfig, cfg: DictConfig):
     """(probe batches(ranking), evaluation batches) for a classifier's data set; grids report per region."""
+    import torch
+
     from .data import build_datamodule
     from .data.grid import GridDataModule, paste, region_of
     from .data.loader import TensorBatches
@@ -181,7 +133,19 @@ def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
 
 
 def run(cfg: DictConfig) -> dict:
-    sizes = validate(cfg)
+    sizes = validate(cfg)  # before torch is imported: a bad option is answered at once
+    from .position import (
+        ClassifierProbe,
+        RegionAccuracy,
+        channel_scores,
+        check_sizes,
+        flip_kernels,
+        pick_device,
+        rank,
+        require_pooled_latent,
+        switch_off_study,
+    )
+
     t0 = time.time()
     rankings, variants = as_list(cfg.ranking), as_list(cfg.variant)
     ranges = [list(r) for r in cfg.rank_ranges] if cfg.rank_ranges is not None else []
@@ -279,7 +243,7 @@ def _print_summary(record: dict, out: Path) -> None:
     print(f"record: {out}")
 
 
-main = tool_entry("rank", run)
+main = tool_entry("rank", run, validate=validate)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .schema import is_result_neutral
+
 RECORD_NAME = "result.json"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
-
-# Config keys that do not change a run's result; they are left out of its identity hash.
-VOLATILE_KEYS = ("resume", "paths", "logger", "name", "experiment_name", "dry_run", "checkpoint", "debug",
-                 "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -62,24 +60,34 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def _drop(config: dict, dotted: str) -> None:
-    *parents, leaf = dotted.split(".")
-    node = config
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(leaf, None)
+def _result_relevant(node: Any, prefix: str = "") -> Any:
+    """``node`` (a resolved config) without its result-neutral keys (spatialprobe.schema.RESULT_NEUTRAL_KEYS)."""
+    if not isinstance(node, dict):
+        return node
+    return {k: _result_relevant(v, f"{prefix}{k}.") for k, v in node.items() if not is_result_neutral(f"{prefix}{k}")}
 
 
 def config_hash(config: dict) -> str:
-    """Identity of a run: hash of its resolved config without keys that do not affect results."""
-    stripped = json.loads(json.dumps(config, default=str))
-    for key in VOLATILE_KEYS:
-        _drop(stripped, key)
+    """Identity of a run: hash of its resolved config without the keys that do not change a result."""
+    stripped = _result_relevant(json.loads(json.dumps(config, default=str)))
     blob = json.dumps(stripped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _leaves(node: Any, prefix: str = "") -> dict:
+    if not isinstance(node, dict) or not node:
+        return {prefix.rstrip("."): node}
+    out: dict = {}
+    for k, v in node.items():
+        out.update(_leaves(v, f"{prefix}{k}."))
+    return out
+
+
+def config_diff(a: dict, b: dict) -> list[str]:
+    """The result-relevant dotted keys whose values differ between two resolved configs."""
+    la = _leaves(_result_relevant(json.loads(json.dumps(a, default=str))))
+    lb = _leaves(_result_relevant(json.loads(json.dumps(b, default=str))))
+    return sorted(k for k in la.keys() | lb.keys() if la.get(k, "<absent>") != lb.get(k, "<absent>"))
 
 
 def git_state(repo: Path) -> dict:
@@ -103,6 +111,10 @@ class RunRecord:
         self.write = write  # False in DDP processes other than rank 0: they read the record, never write it
         self.path = self.run_dir / RECORD_NAME
         self.data: dict[str, Any] = read_json(self.path) or {}
+        if isinstance(self.data.get("config"), dict):
+            # the stored run's identity under today's result-neutral keys (a record written before a key
+            # joined them still matches its own configuration)
+            self.data["config_hash"] = config_hash(self.data["config"])
         self._t0 = time.time()
 
     @property

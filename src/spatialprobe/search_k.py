@@ -22,8 +22,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR
-from .config import hydra_entry, require_number
-from .errors import ConfigError, UserError, reported
+from .config import hydra_entry
+from .errors import UserError, reported
+from .schema import check_search
 
 
 def bisect_k(accuracy: Callable[[int], float], k_max: int, tolerance: float) -> tuple[int, dict[int, float]]:
@@ -70,22 +71,12 @@ def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
     """Bisect K for the configuration ``cfg`` (a composed search_k config) and return the summary."""
     from hydra.core.hydra_config import HydraConfig
 
-    from . import models
-    from .methods import METHODS
     from .records import write_json_atomic
     from .sweep import compose_jobs, validate_jobs
 
     if run_fn is None:
         from .train import run as run_fn
-    require_number(cfg, "search.tolerance", minimum=0)
-    units = models.unit_count(cfg.model.arch) if cfg.model.arch in models.ARCHS else None
-    if units is None:
-        models.validate(cfg)
-    k_max = cfg.search.k_max if cfg.search.k_max is not None else units
-    require_number(cfg, "search.k_max", integer=True, minimum=1, maximum=units, optional=True)
-    if cfg.method.name == "none":
-        raise ConfigError("method", "none", "search_k needs a method that modifies units",
-                          [name for name in METHODS if name != "none"])
+    units, k_max = check_search(cfg)
     metric = str(cfg.search.metric)
 
     master = cfg_with_hydra(cfg, HydraConfig.get())
@@ -148,7 +139,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main)
+    hydra_entry(_hydra_main, config_name="search_k", validate=check_search)
 
 
 if __name__ == "__main__":

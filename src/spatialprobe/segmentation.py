@@ -27,8 +27,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from .config import require_number, require_positive_int
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .position import REGIONS, mask_channels, model_device
 
 IGNORE = 255
@@ -148,16 +147,6 @@ class CityscapesBatches:
 
 
 # --------------------------------------------------------------------------- training data (task=segment)
-def validate(cfg: DictConfig) -> None:
-    """Keys of ``dataset=cityscapes`` (no file access)."""
-    for key in ("dataset.base_size", "dataset.crop_size"):
-        require_positive_int(cfg, key)
-    require_number(cfg, "dataset.num_workers", integer=True, minimum=0)
-    scale = cfg.dataset.scale_range
-    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-        raise ConfigError("dataset.scale_range", list(scale), "must be [min, max] with 0 < min <= max", ["[0.5, 2.0]"])
-
-
 class CityscapesSegmentation(torch.utils.data.Dataset):
     """(uint8 (3, H, W) image, int64 (H, W) train ids) of a split, through joint torchvision v2 transforms."""
 

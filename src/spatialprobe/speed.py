@@ -7,6 +7,8 @@
 * ``trainer.precision``: Lightning's (``32-true``, ``16-mixed``, ``bf16-mixed``, ...). Checked
   against the device before anything runs: bf16 on a GPU without bfloat16 is an error naming the
   alternatives; fp16 autocast on the CPU falls back to bf16 with a one-line warning.
+* The values are checked by :mod:`spatialprobe.schema` (``COMPILE``, ``PRECISIONS``); the checks
+  that need the device are :func:`check_devices`.
 * DDP: ``trainer=ddp trainer.devices=N trainer.num_nodes=M`` (one process per device). Under
   SLURM, ``ntasks-per-node`` must equal ``trainer.devices``; this is checked against the job's
   environment and against Hydra's submitit launcher config when those are visible.
@@ -21,25 +23,13 @@ import shutil
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from .config import get, require_choice
+from .config import get
 from .errors import ConfigError
 
 log = logging.getLogger("spatialprobe")
 
-# Lightning's precision values and their short aliases
-PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
-              "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
-ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
-COMPILE = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}  # of schema.PRECISIONS
 GPU_ACCELERATORS = ("gpu", "cuda")
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks that need no device: the keys' values."""
-    for key, choices in (("channels_last", (False, True)), ("compile", COMPILE)):
-        if key in cfg.model:
-            require_choice(cfg, f"model.{key}", choices)
-    require_choice(cfg, "trainer.precision", PRECISIONS)
 
 
 def _devices(cfg: DictConfig) -> int | None:

@@ -1,6 +1,9 @@
 """The surgery: (model, method, K or unit index) -> the same model with its units modified.
 
-This is the only place where methods meet architectures. Units are the family's modifiable
+This is where a method is applied to an architecture's units (the family answers where an op goes
+and what a unit's 1x1 version is; see :mod:`spatialprobe.models.base`). The checks of method, K,
+unit, patch size, downsample and strip against the architecture are
+:func:`spatialprobe.schema.check_method`. Units are the family's modifiable
 blocks in forward order; K counts from the last one (K=0: unchanged), ``method.unit=i`` picks a
 single unit instead, ``method.strip=n`` removes the last n modified units altogether (depth
 ablation). Modules are replaced in place, so the result is still the torchvision model; new
@@ -17,11 +20,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .config import require_choice, require_number
-from .errors import ConfigError
-from .methods import DOWNSAMPLE, METHODS
+from .methods import METHODS
 from .methods.gap_fc import GlobalAvgPool, fc_equivalent
-from .models import SpatialNet, unit_count
+from .models import SpatialNet
 
 
 @dataclass
@@ -34,40 +35,6 @@ class SurgeryReport:
 
 def selected_units(n_units: int, k: int, unit: int | None) -> list[int]:
     return [int(unit)] if unit is not None else list(range(n_units - int(k), n_units))
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks of method, k, unit, patch size, downsample and strip against the architecture."""
-    name = require_choice(cfg, "method.name", sorted(METHODS))
-    method = METHODS[name]
-    n = unit_count(cfg.model.arch)
-    k = require_number(cfg, "k", integer=True, minimum=0)
-    if k > n:
-        raise ConfigError("k", k, f"{cfg.model.arch} has {n} modifiable units", [f"0..{n}"])
-    unit = cfg.method.get("unit")
-    if unit is not None:
-        if method.kind == "gap_fc":
-            raise ConfigError("method.unit", unit, "gap_fc pools globally from its first unit on, so it is only "
-                              "defined for the last K units; use k=K", ["null"])
-        require_number(cfg, "method.unit", integer=True, minimum=0, maximum=n - 1)
-        if k != 0:
-            raise ConfigError("k", k, "method.unit selects one unit; leave k at 0", [0])
-    if method.kind == "none" and k != 0:
-        raise ConfigError("k", k, "method=none modifies no unit", [0])
-    if "patch_size" in cfg.method:
-        require_number(cfg, "method.patch_size", integer=True, minimum=1)
-    if "downsample" in cfg.method:
-        require_choice(cfg, "method.downsample", DOWNSAMPLE)
-    strip = cfg.method.get("strip", 0) or 0
-    if strip:
-        require_number(cfg, "method.strip", integer=True, minimum=0)
-        n_modified = 1 if unit is not None else k
-        if strip > n_modified:
-            raise ConfigError("method.strip", strip, f"cannot remove more units than the {n_modified} modified",
-                              [f"0..{n_modified}"])
-    for key in ("train", "test"):
-        if key in cfg.method and not isinstance(cfg.method[key], bool):
-            raise ConfigError(f"method.{key}", cfg.method[key], "must be a boolean", ["true", "false"])
 
 
 def _wrap(op: nn.Module, module: nn.Module, where: str) -> nn.Module:

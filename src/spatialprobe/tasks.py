@@ -27,9 +27,10 @@
   padding of the training crop). Counts are summed over batches (and over DDP ranks) by
   :class:`ConsistencyMetric`, so the value is exact.
 
-``train.py`` asks this module for the network (:func:`build_network`), the LightningModule, the
-metric that picks the best checkpoint, the extra callbacks and the record fields, so a new task is
-one class here (or in a module of its own) and one yaml in ``conf/task/``.
+The task keys are checked by :func:`spatialprobe.schema.check_task` (``TASKS``). ``train.py`` asks this
+module for the network (:func:`build_network`), the LightningModule, the metric that picks the best
+checkpoint, the extra callbacks and the record fields, so a new task is one class here (or in a
+module of its own), one yaml in ``conf/task/`` and its name in ``schema.TASKS``.
 """
 
 from __future__ import annotations
@@ -41,66 +42,14 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import Metric
 
-from .config import get, require_choice, require_number, require_positive_int
-from .errors import ConfigError
+from .config import get
 from .module import Classifier
+from .schema import consistency_shifts  # eval.consistency as a list of S
 from .streams import generator
-
-TASKS = ("classify", "augshift", "segment", "detect")
-DETECT_METHODS = ("none", "spatial_shuffle", "patch_shuffle", "channel_shuffle", "conv1x1")
 
 
 def task_name(cfg: DictConfig) -> str:
     return get(cfg, "task.name") or "classify"
-
-
-def consistency_shifts(cfg: DictConfig) -> list[int]:
-    """``eval.consistency`` as a list of S (a single S or a list; null: none)."""
-    value = get(cfg, "eval.consistency")
-    if value is None:
-        return []
-    return list(value) if OmegaConf.is_list(value) else [value]
-
-
-def validate(cfg: DictConfig) -> None:
-    if get(cfg, "task") is not None:
-        require_choice(cfg, "task.name", TASKS)
-    size = get(cfg, "dataset.image_size")
-    if task_name(cfg) == "augshift":
-        require_number(cfg, "augshift.lambda", minimum=0)
-        require_number(cfg, "augshift.shift", integer=True, minimum=0)
-    if task_name(cfg) == "segment":
-        require_number(cfg, "segment.aux_weight", minimum=0)
-        require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
-    segmentation = [get(cfg, "dataset.kind") == "cityscapes", get(cfg, "model.arch") == "deeplabv3_resnet50"]
-    if task_name(cfg) == "segment" and not all(segmentation) or task_name(cfg) != "segment" and any(segmentation):
-        raise ConfigError("task.name", task_name(cfg), "task=segment goes with a segmentation data set "
-                          "(dataset=cityscapes) and a segmentation model (model=deeplabv3_resnet50), and only them",
-                          ["segment with dataset=cityscapes", "classify / augshift / detect otherwise"])
-    detect_data = get(cfg, "dataset.kind") == "detect"
-    if detect_data and task_name(cfg) != "detect":
-        raise ConfigError("task", task_name(cfg), f"{get(cfg, 'dataset.name')} is a detection data set", ["detect"])
-    if task_name(cfg) == "detect":
-        if not detect_data:
-            raise ConfigError("dataset", get(cfg, "dataset.name"), "task=detect needs a detection data set",
-                              ["voc", "cifar10_detect"])
-        validate_detect(cfg)
-    shifts = consistency_shifts(cfg)
-    for s in shifts:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-            raise ConfigError("eval.consistency", s, "must be a shift in px >= 1, or a list of them", ["8", "[8,16]"])
-        if isinstance(size, int) and s >= size:
-            raise ConfigError("eval.consistency", s, f"must be smaller than the {size} px images", [f"1..{size - 1}"])
-    if len(set(shifts)) != len(shifts):
-        raise ConfigError("eval.consistency", list(shifts), "lists a shift twice")
-    if shifts:
-        require_positive_int(cfg, "eval.consistency_passes")
-        resize = get(cfg, "dataset.resize_size")
-        crop = size + 2 * -(-max(shifts) // 2) if isinstance(size, int) else None
-        if get(cfg, "dataset.kind") == "imagefolder" and isinstance(resize, int) and crop > resize:
-            raise ConfigError("eval.consistency", max(shifts), f"the shifted views are cut from a {crop} px centre "
-                              f"crop, larger than dataset.resize_size={resize}",
-                              [f"1..{resize - size}", f"dataset.resize_size>={crop}"])
 
 
 def black(mean, std) -> torch.Tensor:
@@ -126,24 +75,6 @@ def extend(x: torch.Tensor, before: int, after: int, fill: torch.Tensor) -> torc
     canvas = fill.to(device=x.device, dtype=x.dtype).expand(n, c, h + before + after, w + before + after).clone()
     canvas[..., before:before + h, before:before + w] = x
     return canvas
-
-
-def validate_detect(cfg: DictConfig) -> None:
-    """task=detect: the head's keys, and what a detector cannot be combined with."""
-    require_choice(cfg, "method.name", DETECT_METHODS)  # gap_fc pools the map the boxes are read from
-    if get(cfg, "model.head") not in (None, "linear"):
-        raise ConfigError("model.head", get(cfg, "model.head"), "a detector replaces the classifier head", ["linear"])
-    if consistency_shifts(cfg):
-        raise ConfigError("eval.consistency", get(cfg, "eval.consistency"), "shift consistency compares class "
-                          "predictions; task=detect has none", ["null"])
-    require_positive_int(cfg, "detect.boxes")
-    require_choice(cfg, "detect.head_stride", [1, 2])
-    for key in ("lambda_coord", "lambda_noobj"):
-        require_number(cfg, f"detect.{key}", minimum=0)
-    require_number(cfg, "detect.score_threshold", minimum=0, maximum=1)
-    require_number(cfg, "detect.nms_iou", minimum=0, maximum=1, exclusive_minimum=True)
-    require_positive_int(cfg, "detect.max_detections")
-    require_number(cfg, "detect.show_threshold", minimum=0, maximum=1)
 
 
 # --------------------------------------------------------------------------- AugShift

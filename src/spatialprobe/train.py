@@ -19,9 +19,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from . import CONF_DIR, __version__
-from .config import hydra_entry, require_choice, require_number
-from .errors import ConfigError, UserError, one_line, reported
-from .records import RunRecord, config_hash, git_state
+from .config import hydra_entry
+from .errors import UserError, one_line, reported
+from .records import RunRecord, config_diff, config_hash, git_state
 from .runtime import (
     check_output_overrides,
     ensure_writable,
@@ -29,35 +29,14 @@ from .runtime import (
     hydra_output_dir,
     hydra_sweep_name,
 )
+from .schema import recipe_note, validate_train
 
 log = logging.getLogger("spatialprobe")
 
 
 def validate(cfg: DictConfig) -> None:
-    """Every check that needs neither data nor a model; runs before anything is written."""
-    from . import data, loggers, models, speed, surgery, tasks
-
-    require_number(cfg, "seed", integer=True, minimum=0)
-    data.validate(cfg)
-    models.validate(cfg)
-    surgery.validate(cfg)
-    tasks.validate(cfg)  # task (classify / augshift) and eval.consistency
-    require_choice(cfg, "recipe.optimizer", ["sgd", "adam"])
-    require_choice(cfg, "recipe.schedule", ["multistep", "onecycle", "cosine", "exponential", "poly", "constant"])
-    require_number(cfg, "recipe.lr", minimum=0, exclusive_minimum=True)
-    require_number(cfg, "recipe.batch_size", integer=True, minimum=1)
-    require_number(cfg, "recipe.lr_scale_batch", integer=True, minimum=1, optional=True)
-    speed.validate(cfg)  # channels_last, compile, precision
-    require_number(cfg, "recipe.weight_decay", minimum=0)
-    require_number(cfg, "trainer.max_epochs", integer=True, minimum=1)
-    require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
-    require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
-    require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
-    require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)
-    only = cfg.debug.get("only_jobs")
-    if only is not None and not (OmegaConf.is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in only)):
-        raise ConfigError("debug.only_jobs", only, "must be a list of job numbers of the multirun", ["[0]", "[1,3]"])
-    loggers.validate(cfg)  # logger.name, W&B mode and, online, credentials
+    """Every check that needs neither data nor a device (spatialprobe.schema); runs before anything is written."""
+    validate_train(cfg)
 
 
 def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
@@ -77,10 +56,13 @@ def _metric(metrics: dict, key: str) -> float | None:
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """Train and test one configuration; return its (complete) result record."""
+    validate(cfg)  # before torch is imported: a bad value is answered at once
+    note = recipe_note(cfg)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     from .loggers import isolated_run
     from .speed import check_devices, is_global_zero
 
-    validate(cfg)
     check_devices(cfg)  # GPU present, bf16 support, devices vs SLURM tasks: before anything is written
     run_dir = Path(run_dir or hydra_output_dir() or Path(cfg.paths.run_root) / cfg.name)
     ensure_writable(run_dir)
@@ -88,11 +70,15 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     chash = config_hash(resolved)
     record = RunRecord(run_dir, write=is_global_zero())  # DDP: every process runs this; rank 0 keeps the record
     if record.data.get("config_hash") not in (None, chash) and record.status == "complete":
+        differ = config_diff(record.data.get("config") or {}, resolved)
         raise UserError(f"{run_dir} already holds a complete run of a different configuration "
-                        f"(config_hash {record.data['config_hash']}); choose another hydra.run.dir")
+                        f"(config_hash {record.data['config_hash']}"
+                        f"{'; it differs in ' + ', '.join(differ[:6]) if differ else ''}); choose another "
+                        "hydra.run.dir")
     if cfg.resume and record.is_complete_for(chash):
         log.info("%s: already complete (config_hash %s), skipped", run_dir, chash)
-        print(f"skipped, already complete: {record.path}")
+        if hydra_sweep_name() is None:  # in a sweep, its progress lines say so
+            print(f"skipped, already complete: {record.path}")
         return record.data
     ckpt_dir = run_dir / "checkpoints"
     last_ckpt = ckpt_dir / "last.ckpt"
@@ -125,7 +111,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from . import surgery
-    from .callbacks import AtomicCheckpointIO, ResumableCheckpoint, SeedSchedule
+    from .callbacks import AtomicCheckpointIO, RecordProgress, ResumableCheckpoint, SeedSchedule
     from .data import build_datamodule
     from .loggers import build_loggers, dashboard_keys, finish_loggers
     from .measure import count_flops, count_params, feature_maps, receptive_field
@@ -145,7 +131,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     record.update(
         params=count_params(model), flops=count_flops(model, size), units=len(model.unit_names()),
         modified_units=report.modified_units, stripped_units=report.stripped_units,
-        modified_unit_names=report.unit_names, receptive_field=receptive_field(model),
+        modified_unit_names=report.unit_names, receptive_field=receptive_field(model, report.modified_units),
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
     apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
@@ -163,7 +149,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
     callbacks = [checkpoint, last, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
-                 *debug_faults(cfg, run_dir),
+                 RecordProgress(record), *debug_faults(cfg, run_dir),
                  *task_callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -211,19 +197,30 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                                                    "method": cfg.method.name}))  # + wandb_* fields
     record.complete(**fields)
     key = "map50" if "map50" in fields else "test_top1"
-    print(f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
-          f"params={record.data['params']:,}, record: {record.path}", flush=True)
+    line = (f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
+            f"params={record.data['params']:,}, record: {record.path}")
+    if hydra_sweep_name() is None:  # in a sweep, its progress line reports the result
+        print(line, flush=True)
+    log.info(line)
     return record.data
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    from .console import capture_warnings
+
+    capture_warnings()  # also in jobs of subprocess launchers: dependencies' warnings to the log file
     if hydra_sweep_name() is not None:
         return _sweep_job(cfg)
     with reported():
         if cfg.dry_run:
             validate(cfg)
             print(f"dry run: {cfg.name} is valid; it would run in {hydra_output_dir()}")
+            from . import cost
+
+            if cost.requested(cfg):
+                (line,), total = cost.report([cfg], cfg.paths.cache_dir)
+                print(f"  {line}\n{total}")
             return None
         return run(cfg).get("test_top1")
 
@@ -244,7 +241,7 @@ def _sweep_job(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    hydra_entry(_hydra_main, check_output_overrides)
+    hydra_entry(_hydra_main, check_output_overrides, config_name="train", validate=validate)
 
 
 if __name__ == "__main__":

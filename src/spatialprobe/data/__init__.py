@@ -1,4 +1,8 @@
-"""Data sets: sources that read files into uint8 arrays, and the datamodule that batches them."""
+"""Data sets: sources that read files into uint8 arrays, and the datamodule that batches them.
+
+The dataset keys are checked by :func:`spatialprobe.schema.check_dataset` (no file is opened there);
+missing or malformed data is found here, where it is read.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,15 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
 from . import detection, grid, imagefolder, smallimagenet
-from .datamodule import LOADERS, PLACEMENTS, ArrayDataModule
+from .datamodule import ArrayDataModule
 from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
-
-FORMATS = ("auto", "cifar", "folder", "smallimagenet")
 
 
 def native_size(ds: DictConfig) -> int:
     """The size of the stored images; ``image_size`` (the model's input) may differ: upsampled CIFAR."""
     return int(ds.get("native_size") or ds.image_size)
-
-
-def validate_array(cfg: DictConfig) -> None:
-    """Keys of the in-memory 32/64 px sets (CIFAR, Small-ImageNet, small class-folder sets)."""
-    require_choice(cfg, "dataset.format", FORMATS)
-    for key, choices in (("loader", LOADERS), ("placement", PLACEMENTS)):
-        if key in cfg.dataset:
-            require_choice(cfg, f"dataset.{key}", choices)
-    require_number(cfg, "dataset.num_workers", integer=True, minimum=0, optional=True)
-    require_positive_int(cfg, "dataset.native_size", optional=True)
-    size = cfg.dataset.image_size
-    if size != native_size(cfg.dataset) and size % 32:
-        raise ConfigError("dataset.image_size", size, f"must be a positive multiple of 32 to resize the stored "
-                          f"{native_size(cfg.dataset)} px {cfg.dataset.name} images", [32, 64, 96, "..."])
 
 
 def _channels_last(cfg: DictConfig) -> bool:
@@ -57,21 +44,10 @@ def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderData
                                              channels_last=_channels_last(cfg), context=context_margin(cfg))
 
 
-def validate_grid(cfg: DictConfig) -> None:
-    grid.validate(cfg)
-    validate_array(cfg)
-
-
 def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
     splits = load_splits(grid.source_config(cfg.dataset), cfg.paths.cache_dir)
     return grid.GridDataModule(splits, cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
                                channels_last=_channels_last(cfg))
-
-
-def validate_cityscapes(cfg: DictConfig) -> None:
-    from .. import segmentation
-
-    segmentation.validate(cfg)
 
 
 def build_cityscapes_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -80,31 +56,14 @@ def build_cityscapes_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     return CityscapesDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed), channels_last=_channels_last(cfg))
 
 
-#: dataset.kind -> (checks without file access, datamodule builder)
+#: dataset.kind (spatialprobe.schema.DATASET_KINDS) -> its datamodule builder
 KINDS = {
-    "array": (validate_array, build_array_datamodule),
-    "imagefolder": (imagefolder.validate, build_imagefolder_datamodule),
-    "grid": (validate_grid, build_grid_datamodule),  # part B: images pasted into an n x n grid
-    "cityscapes": (validate_cityscapes, build_cityscapes_datamodule),  # part B: semantic segmentation (task=segment)
-    "detect": (detection.validate, detection.build_datamodule),  # boxes: Pascal VOC, cifar10_detect
+    "array": build_array_datamodule,
+    "imagefolder": build_imagefolder_datamodule,
+    "grid": build_grid_datamodule,  # part B: images pasted into an n x n grid
+    "cityscapes": build_cityscapes_datamodule,  # part B: semantic segmentation (task=segment)
+    "detect": detection.build_datamodule,  # boxes: Pascal VOC, cifar10_detect
 }
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks on the dataset keys that need no file access."""
-    if "kind" in cfg.dataset:
-        require_choice(cfg, "dataset.kind", KINDS)
-    # kind-specific keys first: a grid's num_classes and image_size are derived from its own keys
-    KINDS[cfg.dataset.get("kind", "array")][0](cfg)
-    require_positive_int(cfg, "dataset.num_classes")
-    require_positive_int(cfg, "dataset.image_size")
-    require_positive_int(cfg, "dataset.subset", optional=True)
-    require_positive_int(cfg, "dataset.eval_subset", optional=True)
-    require_number(cfg, "dataset.val_size", integer=True, minimum=0)
-    for key in ("dataset.mean", "dataset.std"):
-        value = cfg.dataset.get(key.split(".")[1])
-        if value is None or len(value) != 3:
-            raise ConfigError(key, value, "must list 3 values (R, G, B)")
 
 
 def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:
@@ -142,7 +101,7 @@ def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The datamodule of ``dataset.kind`` (reads, or decodes once and caches, the data)."""
-    return KINDS[cfg.dataset.get("kind", "array")][1](cfg)
+    return KINDS[cfg.dataset.get("kind", "array")](cfg)
 
 
-__all__ = ["KINDS", "ArrayDataModule", "Splits", "build_datamodule", "load_splits", "validate"]
+__all__ = ["KINDS", "ArrayDataModule", "Splits", "build_datamodule", "load_splits"]

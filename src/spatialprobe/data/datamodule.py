@@ -17,8 +17,7 @@ from .torchpath import ArrayImages, array_transform, make_loader
 
 log = logging.getLogger("spatialprobe")
 
-LOADERS = ("device", "torch")
-PLACEMENTS = ("auto", "device", "host")
+# dataset.loader: device | torch; dataset.placement: auto | device | host (spatialprobe.schema LOADERS, PLACEMENTS)
 DEVICE_MEMORY_FRACTION = 0.5  # placement=auto: a split goes to the GPU if it takes at most this much of its free memory
 
 

@@ -46,73 +46,15 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..config import require_choice, require_number, require_positive_int
 from ..errors import ConfigError, DataError
+from ..schema import VOC_CLASSES, voc_set
 from .imagefolder import FileSetsDataModule
 
 log = logging.getLogger("spatialprobe")
 
-VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-               "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-SOURCES = ("voc", "cifar10", "cifar100")
 VOC_HINT = ("Pascal VOC must be laid out as <root>/VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main} "
             "(and VOC2012 likewise), as the official tar files unpack")
 CANVAS_VERSION = 1
-
-
-# --------------------------------------------------------------------------- checks
-def _voc_set(cfg: DictConfig, key: str, value) -> tuple[str, str]:
-    """``"2007:trainval"`` -> ("2007", "trainval"), checked against what VOC has."""
-    year, _, image_set = str(value).partition(":")
-    sets = ("train", "val", "trainval", "test") if year == "2007" else ("train", "val", "trainval")
-    if year not in [str(y) for y in range(2007, 2013)] or image_set not in sets:
-        raise ConfigError(key, value, "must be YEAR:SET with YEAR 2007..2012 and SET train / val / trainval "
-                          "(test: 2007 only)", ["2007:trainval", "2012:trainval", "2007:test"])
-    return year, image_set
-
-
-def _pair(cfg: DictConfig, key: str, lo: float, hi: float, integer: bool) -> tuple:
-    value = OmegaConf.select(cfg, key)
-    ok = OmegaConf.is_list(value) and len(value) == 2 and all(
-        isinstance(v, int if integer else int | float) and not isinstance(v, bool) for v in value)
-    if not ok or not (lo <= value[0] <= value[1] <= hi):
-        raise ConfigError(key, OmegaConf.to_container(value) if OmegaConf.is_list(value) else value,
-                          f"must be [min, max] with {lo} <= min <= max <= {hi}", ["[1, 4]"])
-    return tuple(value)
-
-
-def validate(cfg: DictConfig) -> None:
-    """The detection data keys (no file access)."""
-    require_choice(cfg, "dataset.source", SOURCES)
-    for key in ("augment",):
-        require_choice(cfg, f"dataset.{key}", [True, False])
-    require_number(cfg, "dataset.jitter", minimum=0, maximum=0.9)
-    require_number(cfg, "dataset.color", minimum=0, maximum=1)
-    require_number(cfg, "dataset.num_workers", integer=True, minimum=0)
-    size = require_positive_int(cfg, "dataset.image_size")
-    if cfg.dataset.source == "voc":
-        if cfg.dataset.num_classes != len(VOC_CLASSES):
-            raise ConfigError("dataset.num_classes", cfg.dataset.num_classes, "Pascal VOC has 20 classes", [20])
-        sets = cfg.dataset.train_sets
-        if not OmegaConf.is_list(sets) or not sets:
-            raise ConfigError("dataset.train_sets", sets, "must list the training sets", ['["2007:trainval","2012:trainval"]'])
-        for value in sets:
-            _voc_set(cfg, "dataset.train_sets", value)
-        _voc_set(cfg, "dataset.test_set", cfg.dataset.test_set)
-        return
-    require_positive_int(cfg, "dataset.source_classes")
-    require_positive_int(cfg, "dataset.source_size")
-    classes = OmegaConf.select(cfg, "dataset.classes")
-    if classes is not None and not (OmegaConf.is_list(classes) and classes and all(isinstance(c, str) for c in classes)
-                                    and len(set(classes)) == len(classes)):
-        raise ConfigError("dataset.classes", classes, f"must be null (all {cfg.dataset.source} classes) or a list of "
-                          "distinct class names", ["null", "[airplane,automobile,frog,horse]"])
-    _pair(cfg, "dataset.objects", 1, 64, integer=True)
-    _pair(cfg, "dataset.object_size", 4, size, integer=True)
-    require_number(cfg, "dataset.max_overlap", minimum=0, maximum=1)
-    require_positive_int(cfg, "dataset.train_canvases")
-    require_positive_int(cfg, "dataset.test_canvases")
-    require_number(cfg, "dataset.build_seed", integer=True, minimum=0)
 
 
 # --------------------------------------------------------------------------- Pascal VOC
@@ -177,10 +119,10 @@ def load_voc(ds: DictConfig) -> dict[str, tuple[Callable[[int], Image.Image], li
         raise DataError(f"{root}: no such directory; {VOC_HINT}")
     images, targets = [], []
     for value in ds.train_sets:
-        i, t = read_voc(root, *_voc_set(ds, "dataset.train_sets", value))
+        i, t = read_voc(root, *voc_set("dataset.train_sets", value))
         images += i
         targets += t
-    test_images, test_targets = read_voc(root, *_voc_set(ds, "dataset.test_set", ds.test_set))
+    test_images, test_targets = read_voc(root, *voc_set("dataset.test_set", ds.test_set))
     return {"train": (_FileReader(images), targets), "test": (_FileReader(test_images), test_targets)}
 
 

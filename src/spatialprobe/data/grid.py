@@ -9,6 +9,7 @@ Placement: for training a fresh cell per sample, drawn from stream (seed, cells,
 so identical seeds give identical epochs; for validation / test a fixed cell per image index,
 drawn once from ``dataset.placement_seed`` (the same for every run and every batch size). The
 canvases are built on the device, one batch at a time, by index arithmetic (:func:`paste`).
+The grid keys are checked by :func:`spatialprobe.schema.check_dataset` (``GRID_TARGETS``, ...).
 Loaders can also yield where each object was placed (``with_cells``), which the position-channel
 ranking and switch-off use to report per region (:func:`region_of`).
 """
@@ -20,25 +21,12 @@ from collections.abc import Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import require_choice, require_number, require_positive_int
 from ..streams import generator
 from .datamodule import ArrayDataModule
 from .loader import TensorBatches
 from .sources import Splits
 
-TARGETS = ("location", "class")
-SOURCES = ("cifar10", "cifar100")
 REGIONS = ("left", "centre", "right")
-
-
-def validate(cfg: DictConfig) -> None:
-    """The grid keys; runs before the generic dataset checks (num_classes / image_size derive from them)."""
-    require_number(cfg, "dataset.grid", integer=True, minimum=1)
-    require_choice(cfg, "dataset.target", TARGETS)
-    require_choice(cfg, "dataset.source", SOURCES)
-    require_positive_int(cfg, "dataset.source_classes")
-    require_positive_int(cfg, "dataset.cell_size")
-    require_number(cfg, "dataset.placement_seed", integer=True, minimum=0)
 
 
 def source_config(ds: DictConfig) -> DictConfig:

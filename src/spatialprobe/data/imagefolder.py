@@ -25,7 +25,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from ..config import require_number, require_positive_int
 from ..errors import ConfigError, DataError
 from .datamodule import shards, train_batches
 from .torchpath import make_loader
@@ -33,14 +32,6 @@ from .torchpath import make_loader
 EVAL_DIRS = ("val", "test")
 HINT = ("ImageNet must be laid out as <root>/train/<wnid>/<image>.JPEG and <root>/val/<wnid>/<image>.JPEG (move the "
         "validation images into class folders, e.g. with the valprep.sh script used by pytorch/examples)")
-
-
-def validate(cfg: DictConfig) -> None:
-    require_positive_int(cfg, "dataset.resize_size")
-    require_number(cfg, "dataset.num_workers", integer=True, minimum=0)
-    if cfg.dataset.resize_size < cfg.dataset.image_size:
-        raise ConfigError("dataset.resize_size", cfg.dataset.resize_size,
-                          f"must be >= dataset.image_size ({cfg.dataset.image_size}): the centre crop is taken from it")
 
 
 def transforms(train: bool, ds: DictConfig, context: int = 0) -> v2.Compose:

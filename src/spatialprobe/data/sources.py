@@ -10,11 +10,13 @@ Formats:
   (``dataset.verify``), and torchvision's downloader fetches them when missing;
 * ``folder``: a class-per-folder image set, ``<root>/<split>/<class>/<image>``, given as a
   directory or a (gzipped) tar archive of one. Images are decoded once with Pillow and cached as
-  an ``.npz`` under ``paths.cache_dir``; later runs memory-map the cache.
+  an ``.npz`` under ``paths.cache_dir``; later runs memory-map the cache. Runs started side by side
+  decode once: the others wait on a lock file next to the cache, then read it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -211,6 +213,11 @@ def load_folder(root: Path, image_size: int, cache_dir: Path | None) -> Splits:
     if not os.access(root, os.R_OK):
         raise DataError(f"{root}: not readable")
     cache = _cache_path(root, image_size, cache_dir) if cache_dir else None
+    with _decoding_lock(cache):  # runs side by side: one decodes, the others wait and read its cache
+        return _load_folder(root, image_size, cache)
+
+
+def _load_folder(root: Path, image_size: int, cache: Path | None) -> Splits:
     if cache is not None and cache.is_file():
         try:
             with np.load(cache) as z:
@@ -251,6 +258,29 @@ def load_folder(root: Path, image_size: int, cache_dir: Path | None) -> Splits:
     if cache is not None:
         _write_cache(cache, out)
     return out
+
+
+@contextlib.contextmanager
+def _decoding_lock(cache: Path | None):
+    """An exclusive lock on ``<cache>.lock`` (POSIX), so that one process decodes and writes the cache."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks: every process decodes on its own, as before
+        fcntl = None
+    if cache is None or fcntl is None:
+        yield
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(cache.with_name(cache.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError:  # an unwritable cache dir: no cache, no lock
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()  # releases the lock
 
 
 def _write_cache(path: Path, splits: Splits) -> None:

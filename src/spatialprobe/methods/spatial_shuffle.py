@@ -2,8 +2,8 @@
 
 One random draw and one gather per forward: random keys per (channel, position) are sorted
 into a permutation per channel (``argsort``), shared by all samples of the batch, and applied
-with ``torch.gather`` on the input's device; gradients flow back through the permutation (a
-gather with its inverse).
+with ``torch.gather`` on the input's device, in the input's memory layout (NCHW or
+channels_last); gradients flow back through the permutation (a gather with its inverse).
 ``permute_positions`` also serves patch_shuffle: positions then only move inside their tile.
 """
 
@@ -42,32 +42,45 @@ def position_permutation(c: int, h: int, w: int, patch: int | None, device: torc
 
 
 class _GatherPermutation(torch.autograd.Function):
-    """out[n, c, p] = x[n, c, index[c, p]] for a per-channel permutation ``index``.
+    """out[..., p, ...] = x[..., index[p], ...] along ``dim`` (the positions), one permutation per channel.
 
+    ``flat`` is (N, C, HW) with ``dim=2`` and ``index`` (C, HW), or (N, HW, C) with ``dim=1`` and
+    ``index`` (HW, C): the index has the shape of one sample, and its position axis is ``dim - 1``.
     Autograd's backward of a gather is a scatter-add; for a permutation the gradient is simply the
     gather with the inverse permutation, which is cheaper and deterministic on every device.
     """
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, flat: torch.Tensor, index: torch.Tensor, dim: int = 2) -> torch.Tensor:
         ctx.save_for_backward(index)
-        return torch.gather(flat, 2, index.unsqueeze(0).expand_as(flat))
+        ctx.dim = dim
+        return torch.gather(flat, dim, index.unsqueeze(0).expand_as(flat))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (index,) = ctx.saved_tensors
-        inverse = torch.empty_like(index).scatter_(1, index, torch.arange(index.shape[1], device=index.device)
-                                                   .expand_as(index))
-        return torch.gather(grad, 2, inverse.unsqueeze(0).expand_as(grad)), None
+        axis = ctx.dim - 1
+        positions = torch.arange(index.shape[axis], device=index.device)
+        positions = (positions[:, None] if axis == 0 else positions[None, :]).expand_as(index)
+        inverse = torch.empty_like(index).scatter_(axis, index, positions)
+        return torch.gather(grad, ctx.dim, inverse.unsqueeze(0).expand_as(grad)), None, None
 
 
 def permute_positions(x: torch.Tensor, patch: int | None = None) -> torch.Tensor:
-    """Shuffle the positions of each channel of an (N, C, H, W) tensor (shared across the batch)."""
+    """Shuffle the positions of each channel of an (N, C, H, W) tensor (shared across the batch).
+
+    A channels_last input is permuted in its own memory layout (a (N, HW, C) view, no copy) and the
+    result stays channels_last, so the next convolution needs no conversion; the numbers are the
+    same in both layouts.
+    """
     n, c, h, w = x.shape
     if h * w == 1:
         return x
     index = position_permutation(c, h, w, patch, x.device)
-    return _GatherPermutation.apply(x.reshape(n, c, h * w), index).view(n, c, h, w)
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        flat = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        return _GatherPermutation.apply(flat, index.t(), 1).view(n, h, w, c).permute(0, 3, 1, 2)
+    return _GatherPermutation.apply(x.reshape(n, c, h * w), index, 2).view(n, c, h, w)
 
 
 class SpatialShuffle(StochasticOp):

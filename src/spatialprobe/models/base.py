@@ -3,8 +3,14 @@
 An architecture *family* (VGG, ResNet, ...) knows how to build its torchvision model for a
 data set (width multiplier, 32 px stem), where its modifiable *units* are (attribute paths, in
 forward order), and how to split its forward into ``forward_features`` (the last spatial map),
-``pool`` (the pooled latent) and ``forward_head``. Methods (the surgery) never look inside a
-family; families never know about methods.
+``pool`` (the pooled latent) and ``forward_head``.
+
+Methods never look inside a family. The other way round, a family answers the three questions the
+surgery has about one of its units, because only the family knows the unit's insides: where a
+parameter-free op goes (``shuffle_sites``), how it reaches the skip branch (``with_skip_op``) and
+what the unit's 1x1 version is (``conv1x1``, assembled from the building blocks of
+:mod:`spatialprobe.methods.conv1x1`). Families know no method by name and hold no method registry:
+the surgery (:mod:`spatialprobe.surgery`) decides which method goes where.
 """
 
 from __future__ import annotations
@@ -35,11 +41,6 @@ def init_like_torchvision(module: nn.Module, linear_std: float | None = None) ->
                 nn.init.zeros_(m.bias)
 
 
-def scaled(channels: int, width: float) -> int:
-    """Channel count under a width multiplier (at least 1)."""
-    return max(1, int(round(channels * width)))
-
-
 class Family:
     """Base class of an architecture family (see module docstring).
 
@@ -49,20 +50,12 @@ class Family:
     fit plain units: shuffle before every kxk conv, no skip branch, every kxk conv made 1x1.
     """
 
-    archs: tuple[str, ...] = ()
-    #: number of modifiable units of every arch (known without building, for early validation)
-    unit_counts: dict[str, int] = {}
+    archs: tuple[str, ...] = ()  # their unit counts: spatialprobe.schema.UNIT_COUNTS
     #: attribute name of a unit's skip projection (ignored by the receptive-field walk)
     skip_branch: str | None = None
-    #: whether ``model.width`` may scale the channels
-    scalable: bool = True
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         raise NotImplementedError
-
-    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
-        """Whether the body ``build`` makes down-samples with a strided max-pool (answered without building)."""
-        return True
 
     def unit_names(self, body: nn.Module) -> list[str]:
         raise NotImplementedError

@@ -36,11 +36,6 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 
 class DeepLabFamily(ResNetFamily):
     archs = ("deeplabv3_resnet50",)
-    unit_counts = {"deeplabv3_resnet50": 16}
-    scalable = False  # torchvision builds the full-width network only
-
-    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
-        return True
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         from torchvision.models.segmentation import deeplabv3_resnet50

@@ -13,8 +13,8 @@ from torch import nn
 from torchvision.models import mobilenet_v2
 
 from ..methods.conv1x1 import pool2x2
+from ..schema import resolve_stem
 from .base import Family
-from .resnet import resolve_stem
 
 
 def _depthwise_index(block: nn.Module) -> int:
@@ -38,10 +38,6 @@ class ShuffledSkipResidual(nn.Module):
 
 class MobileNetV2Family(Family):
     archs = ("mobilenet_v2",)
-    unit_counts = {"mobilenet_v2": 17}
-
-    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
-        return False  # it down-samples with strided convs only
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         body = mobilenet_v2(num_classes=num_classes, width_mult=float(cfg.width))

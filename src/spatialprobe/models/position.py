@@ -17,6 +17,8 @@
   filter size (default 4, Zhang's default; 3 is [1, 2, 1]). The blur pads by reflection, as
   Zhang's layer does (replication on maps too small to reflect), whatever ``model.padding`` says.
 
+Their choices and checks: :func:`spatialprobe.schema.check_model` (``HEADS``, ``PADDING_MODES``, ...).
+
 The changes live inside the torchvision body (its ``avgpool`` / ``fc`` / ``classifier``), so the
 body's own forward and the family's seam keep working: ``pool`` returns the latent *before* the
 PermuteNet permutation (channel identities stay fixed, so they can be ranked and switched off) and
@@ -33,39 +35,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import get, require_choice
-from ..errors import ConfigError
-
-HEADS = ("linear", "gapnet", "permutenet")
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-BLURPOOL = (False, True, "none", "pool", "full")
-BLUR_KERNELS = [2, 3, 4, 5, 6, 7]
-HEAD_KERNELS = [1, 3, 5, 7]
-
-
-def blurpool_mode(value) -> str:
-    """``model.blurpool`` as one of none / pool / full (``false`` = none, ``true`` = pool)."""
-    if value is None or value is False:
-        return "none"
-    return "pool" if value is True else str(value)
-
-
-def validate(cfg: DictConfig, has_strided_maxpool: bool | None = None) -> None:
-    """The keys are optional (a model config without them is a plain ``linear`` / ``zeros`` network).
-
-    ``has_strided_maxpool``: whether the configured body down-samples with a strided max-pool
-    (None: unknown, not checked); BlurPool's ``pool`` mode needs one.
-    """
-    for key, choices in (("model.head", HEADS), ("model.head_kernel", HEAD_KERNELS), ("model.padding", PADDING_MODES),
-                         ("model.blurpool", BLURPOOL), ("model.blur_kernel", BLUR_KERNELS)):
-        if get(cfg, key) is not None:
-            require_choice(cfg, key, choices)
-    mode = blurpool_mode(get(cfg, "model.blurpool"))
-    if mode == "pool" and has_strided_maxpool is False:
-        raise ConfigError("model.blurpool", get(cfg, "model.blurpool"),
-                          f"{cfg.model.arch} with stem '{get(cfg, 'model.stem', 'auto')}' at {cfg.dataset.image_size} "
-                          "px has no strided max-pool to blur (BlurPool after each max-pool would change nothing); "
-                          "'full' also blurs before every strided conv", ["full", False])
+from ..schema import blurpool_mode  # model.blurpool as none / pool / full
 
 
 def binomial_kernel(size: int) -> torch.Tensor:

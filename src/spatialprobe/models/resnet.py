@@ -1,6 +1,6 @@
 """ResNet-18/50/152 (torchvision). Units: the residual blocks in forward order.
 
-``model.stem``: ``imagenet`` keeps torchvision's 7x7 stride-2 conv + max-pool; ``cifar`` uses a
+``model.stem`` (choices: ``spatialprobe.schema.STEMS``): ``imagenet`` keeps torchvision's 7x7 stride-2 conv + max-pool; ``cifar`` uses a
 3x3 stride-1 conv and no max-pool (32 px inputs end in a 4x4 map); ``imagenet_nopool`` keeps the
 7x7 stride-2 conv without the max-pool; ``auto`` picks ``cifar`` up to 64 px, else ``imagenet``.
 ``model.width`` scales every stage's channels (torchvision's own ``_make_layer`` builds them).
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from .base import Family, init_like_torchvision, scaled
+from ..schema import resolve_stem, scaled
+from .base import Family, init_like_torchvision
 
 LAYOUTS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -21,20 +22,12 @@ LAYOUTS = {
     "resnet101": (Bottleneck, [3, 4, 23, 3]),
     "resnet152": (Bottleneck, [3, 8, 36, 3]),
 }
-STEMS = ("auto", "cifar", "imagenet", "imagenet_nopool")
-
-
-def resolve_stem(stem: str, image_size: int) -> str:
-    return ("cifar" if image_size <= 64 else "imagenet") if stem == "auto" else stem
-
-
 class ResNetFamily(Family):
     """Units are blocks. A shuffle goes before each 3x3 conv (both in a basic block, the middle
     one in a bottleneck) and, with its own permutation, before the skip branch, so the block
     cannot route positions around it."""
 
     archs = tuple(LAYOUTS)
-    unit_counts = {arch: sum(layers) for arch, (_, layers) in LAYOUTS.items()}
     skip_branch = "downsample"
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
@@ -58,9 +51,6 @@ class ResNetFamily(Family):
         body = body.to_empty(device="cpu")
         init_like_torchvision(body)
         return body
-
-    def has_strided_maxpool(self, arch: str, cfg, image_size: int) -> bool:
-        return resolve_stem(cfg.get("stem", "auto"), image_size) == "imagenet"
 
     def unit_names(self, body: nn.Module) -> list[str]:
         return [f"layer{i}.{j}" for i in range(1, 5) for j in range(len(getattr(body, f"layer{i}")))]

@@ -13,13 +13,12 @@ from torch import nn
 from torchvision.models import squeezenet1_0
 from torchvision.models.squeezenet import Fire
 
-from .base import Family, scaled
-from .resnet import resolve_stem
+from ..schema import resolve_stem, scaled
+from .base import Family
 
 
 class SqueezeNetFamily(Family):
     archs = ("squeezenet1_0",)
-    unit_counts = {"squeezenet1_0": 8}
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         width = float(cfg.width)

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from .base import Family, init_like_torchvision, scaled
+from ..schema import scaled
+from .base import Family, init_like_torchvision
 
 
 class VGGFamily(Family):
     archs = ("vgg16_bn",)
-    unit_counts = {"vgg16_bn": 13}
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         width, fc, dropout = float(cfg.width), int(cfg.get("fc_width", 4096)), float(cfg.get("dropout", 0.5))

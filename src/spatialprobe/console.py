@@ -1,0 +1,38 @@
+"""What reaches the console: spatialprobe's own lines; the dependencies' lines go to the run's log file.
+
+Hydra's logging configs ``conf/hydra/job_logging/quiet.yaml`` and ``hydra_logging/quiet.yaml``
+(the defaults of conf/train.yaml) put :class:`OwnLinesOnly` on the console handler; warnings are
+routed into logging (:func:`capture_warnings`), so a dependency's deprecation warning lands in
+the log file, not on the terminal. ``-v`` / ``--verbose`` on the command line selects Hydra's
+default logging configs instead (everything on the console, as before).
+"""
+
+from __future__ import annotations
+
+import logging
+
+# the launcher's info lines ("#3 : k=3 ...") duplicate the sweep's progress lines; its warnings and errors
+# are printed, not logged, so they reach the console anyway
+OWN = ("spatialprobe", "__main__")
+VERBOSE_FLAGS = ("-v", "--verbose")
+VERBOSE_OVERRIDES = ["hydra/job_logging=default", "hydra/hydra_logging=default"]
+
+
+class OwnLinesOnly(logging.Filter):
+    """Records of spatialprobe's loggers, and errors from anywhere."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = record.name
+        return record.levelno >= logging.ERROR or any(name == own or name.startswith(own + ".") for own in OWN)
+
+
+def capture_warnings() -> None:
+    """Warnings become log records (logger ``py.warnings``): in the log file, off the quiet console."""
+    logging.captureWarnings(True)
+
+
+def verbose_argv(argv: list[str]) -> list[str]:
+    """``-v`` / ``--verbose`` replaced by the overrides that select Hydra's default (verbose) logging."""
+    if not any(a in VERBOSE_FLAGS for a in argv):
+        return argv
+    return [a for a in argv if a not in VERBOSE_FLAGS] + VERBOSE_OVERRIDES
