@@ -435,7 +435,7 @@ def validate_jobs(jobs: list[Job]) -> None:
 def job_label(job: Job, varying: set[str]) -> str:
     """``spatial_shuffle k=3`` plus the job's other swept overrides."""
     rest = [o for o in job.overrides if o in varying and o.split("=", 1)[0].lstrip("+~") not in ("method", "k")]
-    return " ".join([f"{job.config.method.name} k={job.config.k}", *rest])
+    return " ".join([f"{get(job.config, 'method.name')} k={get(job.config, 'k')}", *rest])
 
 
 def progress_of(jobs: list[Job]) -> SweepProgress:
@@ -443,7 +443,7 @@ def progress_of(jobs: list[Job]) -> SweepProgress:
 
     common = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     varying = {o for j in jobs for o in j.overrides} - common
-    return SweepProgress([(job_label(j, varying), j.run_dir, int(j.config.trainer.max_epochs)) for j in jobs])
+    return SweepProgress([(job_label(j, varying), j.run_dir, int(get(j.config, "trainer.max_epochs"))) for j in jobs])
 
 
 def job_status(run_dir: Path) -> str:
@@ -471,7 +471,8 @@ class SweepCheck(Callback):
 
             costs, total = [""] * len(self.jobs), None
             if self.jobs and cost.requested(self.jobs[0].config):
-                lines, total = cost.report([j.config for j in self.jobs], self.jobs[0].config.paths.cache_dir)
+                configs = [OmegaConf.create(j.config) if isinstance(j.config, dict) else j.config for j in self.jobs]
+                lines, total = cost.report(configs, get(configs[0], "paths.cache_dir"))
                 costs = [f"  {line}" for line in lines]
             print(f"dry run: {len(self.jobs)} job(s) in {config.hydra.sweep.dir}")
             for job, text in zip(self.jobs, costs, strict=True):
