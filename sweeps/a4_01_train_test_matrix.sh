@@ -16,13 +16,13 @@ sweep experiment=$NAME "$@"                             # method=spatial_shuffle
 if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
 DIR=$RUNS/sweeps/$NAME
 EVAL=(${EVAL_PREFIX:-} "$PY" -m spatialprobe.evaluate eval.passes=${EVAL_PASSES:-200})
-"${EVAL[@]}" ckpt="$DIR/k=0,method=none/checkpoints/last.ckpt"
-"${EVAL[@]}" ckpt="$DIR/k=0,method=none,model=mlp/checkpoints/last.ckpt"
+"${EVAL[@]}" ckpt="'$DIR/k=0,method=none/checkpoints/last.ckpt'"
+"${EVAL[@]}" ckpt="'$DIR/k=0,method=none,model=mlp/checkpoints/last.ckpt'"
 for K in 3 4; do
     for m in spatial_shuffle channel_shuffle; do
-        "${EVAL[@]}" ckpt="$DIR/k=0,method=none/checkpoints/last.ckpt" method=$m k=$K           # tested only
-        "${EVAL[@]}" ckpt="$DIR/k=$K,method=$m/checkpoints/last.ckpt"                        # trained + tested
-        "${EVAL[@]}" ckpt="$DIR/k=$K,method=$m/checkpoints/last.ckpt" eval.keep_method=false # trained only
+        "${EVAL[@]}" ckpt="'$DIR/k=0,method=none/checkpoints/last.ckpt'" method=$m k=$K           # tested only
+        "${EVAL[@]}" ckpt="'$DIR/k=$K,method=$m/checkpoints/last.ckpt'"                        # trained + tested
+        "${EVAL[@]}" ckpt="'$DIR/k=$K,method=$m/checkpoints/last.ckpt'" eval.keep_method=false # trained only
     done
 done
 figures $NAME

@@ -13,10 +13,10 @@ if [ "${DRY_RUN:-0}" = 1 ]; then exit 0; fi
 DIR=$RUNS/sweeps/$NAME
 EVAL=(${EVAL_PREFIX:-} "$PY" -m spatialprobe.evaluate eval.passes=${EVAL_PASSES:-200})
 BASE="$DIR/k=0,method=spatial_shuffle/checkpoints/last.ckpt"
-"${EVAL[@]}" ckpt="$BASE"
+"${EVAL[@]}" ckpt="'$BASE'"
 for K in $(seq 1 13); do
-    "${EVAL[@]}" ckpt="$BASE" method=spatial_shuffle k=$K                                      # none -> shuffle
-    "${EVAL[@]}" ckpt="$DIR/k=$K,method=spatial_shuffle/checkpoints/last.ckpt"                 # shuffle -> shuffle
-    "${EVAL[@]}" ckpt="$DIR/k=$K,method=spatial_shuffle/checkpoints/last.ckpt" eval.keep_method=false  # -> none
+    "${EVAL[@]}" ckpt="'$BASE'" method=spatial_shuffle k=$K                                      # none -> shuffle
+    "${EVAL[@]}" ckpt="'$DIR/k=$K,method=spatial_shuffle/checkpoints/last.ckpt'"                 # shuffle -> shuffle
+    "${EVAL[@]}" ckpt="'$DIR/k=$K,method=spatial_shuffle/checkpoints/last.ckpt'" eval.keep_method=false  # -> none
 done
 figures $NAME

@@ -20,12 +20,12 @@ sweep experiment=$NAME "dataset.root=$ROOT" method=spatial_shuffle,channel_shuff
 if [ "${DRY_RUN:-0}" != 1 ]; then
     DIR=$RUNS/sweeps/$NAME
     EVAL=(${EVAL_PREFIX:-} "$PY" -m spatialprobe.evaluate eval.passes=${EVAL_PASSES:-20} "data.root=$ROOT")
-    "${EVAL[@]}" ckpt="$DIR/k=0,method=none/checkpoints/last.ckpt"
-    "${EVAL[@]}" ckpt="$DIR/k=0,method=none/checkpoints/last.ckpt" method=spatial_shuffle k=$K
-    "${EVAL[@]}" ckpt="$DIR/k=0,method=none/checkpoints/last.ckpt" method=channel_shuffle k=$K
+    "${EVAL[@]}" ckpt="'$DIR/k=0,method=none/checkpoints/last.ckpt'"
+    "${EVAL[@]}" ckpt="'$DIR/k=0,method=none/checkpoints/last.ckpt'" method=spatial_shuffle k=$K
+    "${EVAL[@]}" ckpt="'$DIR/k=0,method=none/checkpoints/last.ckpt'" method=channel_shuffle k=$K
     for m in spatial_shuffle channel_shuffle; do
-        "${EVAL[@]}" ckpt="$DIR/k=$K,method=$m/checkpoints/last.ckpt"                       # trained + tested
-        "${EVAL[@]}" ckpt="$DIR/k=$K,method=$m/checkpoints/last.ckpt" eval.keep_method=false  # trained, not tested
+        "${EVAL[@]}" ckpt="'$DIR/k=$K,method=$m/checkpoints/last.ckpt'"                       # trained + tested
+        "${EVAL[@]}" ckpt="'$DIR/k=$K,method=$m/checkpoints/last.ckpt'" eval.keep_method=false  # trained, not tested
     done
 fi
 sweep experiment=$NAME "dataset.root=$ROOT"  "$@"     # method=gap_fc,conv1x1 k=3,6,9

@@ -427,3 +427,21 @@ def test_launcher_configs(tmp_path):
     assert local_yaml["defaults"] == ["spatialprobe_local"]
     assert set(local_yaml) == {"defaults", "max_parallel", "gpus_per_node", "timeout_min"}
     assert yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "slurm.yaml").read_text())["defaults"] == ["submitit_slurm"]
+
+
+def test_sweep_scripts_quote_the_checkpoint_paths_they_pass_to_hydra():
+    """Run directories hold '=' and ',' (k=3,method=spatial_shuffle): unquoted, Hydra's override grammar
+    rejects such a path; quoted, it arrives whole. Every ckpt= / checkpoint= of sweeps/*.sh is quoted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = "/runs/sweeps/x/k=3,method=spatial_shuffle/checkpoints/last.ckpt"
+    assert OverridesParser.create().parse_overrides([f"ckpt='{path}'"])[0].value() == path
+    with pytest.raises(Exception, match="mismatched input"):
+        OverridesParser.create().parse_overrides([f"ckpt={path}"])
+    uses = [(script.name, line.strip()) for script in sorted((REPO / "sweeps").glob("*.sh"))
+            for line in script.read_text().splitlines() if re.search(r"\b(ckpt|checkpoint)=", line)
+            and not line.lstrip().startswith("#")]
+    assert len(uses) >= 15
+    for name, line in uses:
+        for value in re.findall(r"\b(?:ckpt|checkpoint)=(\S+)", line):
+            assert value.startswith(("\"'", "'")), (name, line)
