@@ -302,9 +302,11 @@ def test_fake_voc_trains_one_epoch_and_records_map_and_errors(voc_run):
     # the record's mAP is the mean AP over the classes with a test box (the others have none)
     scored = [ap for ap in rec["ap50"].values() if ap is not None]
     assert 0 < len(scored) < 20 and rec["map50"] == pytest.approx(np.mean(scored), abs=0.01)
-    # an untrained detector keeps boxes above the 0.005 score floor: its top detections are analysed
+    # the error shares are those of the analysed top detections (after one epoch on 12 images the detector
+    # may score every box below the 0.005 floor: then none); test_voc_eval checks each kind on known boxes
     assert set(rec["errors"]) == {"correct", "localization", "wrong_class", "background"}
-    assert rec["errors_analysed"] > 0 and sum(rec["errors"].values()) == pytest.approx(100.0, abs=0.01)
+    shares = sum(rec["errors"].values())
+    assert shares == pytest.approx(100.0, abs=0.01) if rec["errors_analysed"] else shares == 0
     assert [e["index"] for e in rec["examples"]] == [0, 1, 2, 3] and rec["test_images"] == 4
     assert rec["test_top1"] is None and rec["val_top1_best"] is None
     on_disk = json.loads((run_dir / "result.json").read_text())

@@ -46,13 +46,13 @@ def gapnet_run(fake_cifar10, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def located(tmp_path_factory):
-    """A ResNet-18 (16 latent channels: width 1/32) trained on the 3x3 grid location task until it
+    """A ResNet-18 (32 latent channels: width 1/16, the narrowest the width rule allows) trained on the 3x3 grid location task until it
     places most test images (about 10 s of CPU on quiet cores: 640 images, 3 epochs, Adam 3e-3)."""
     tmp = tmp_path_factory.mktemp("located")
     root = make_cifar_batches(tmp / "cifar10", "cifar10", per_batch=128, test=128)
     env = private_env(tmp)
     run_dir = tmp / "run"
-    p = train(["experiment=grid_cpu", "model=resnet18", "model.width=0.03125", f"dataset.root={root}",
+    p = train(["experiment=grid_cpu", "model=resnet18", "model.width=0.0625", f"dataset.root={root}",
                "dataset.subset=null", "dataset.eval_subset=null", *TINY[1:], "trainer.max_epochs=3",
                "recipe.batch_size=48", "recipe.lr=3e-3"], env, tmp, run_dir)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -95,23 +95,23 @@ def test_rank_a_gapnet_whose_latent_is_its_logits(gapnet_run, tmp_path):
 def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(located, tmp_path):
     """The rank command on a trained location network: the latent channels it ranks as carrying the
     most position, switched off, cost more location accuracy than as many random channels (SPEC part
-    B). Compared over N = 4..10 of the 16 channels, 20 random draws each: at a single N a network this
-    small is noisy (one of three training seeds tried came within 2 points at one N); on average
-    over the Ns the three seeds gave a gap of 6 to 18 points."""
+    B). Compared over N = 12..24 of the 32 channels, 20 random draws each (fewer than 12 cost nothing here:
+    the network places every probe image either way): at a single N a network this small is noisy, so
+    the gap is taken on average over the Ns (measured: 77 vs 87 %)."""
     run_dir, env = located
     rec_train = json.loads((run_dir / "result.json").read_text())
     assert rec_train["test_top1"] >= 75.0  # trained for real (chance: 11 %)
     out = tmp_path / "position.json"
-    p = cli("spatialprobe.rank", [f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "top_n=[4,6,8,10]",
+    p = cli("spatialprobe.rank", [f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "top_n=[12,16,20,24]",
                                   "random_draws=20", "probe_images=256", "batch_size=64", f"output={out}"],
             env, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads(out.read_text())
-    assert rec["latent_size"] == 16 and rec["baseline"]["overall"] == rec_train["test_top1"]
+    assert rec["latent_size"] == 32 and rec["baseline"]["overall"] == rec_train["test_top1"]
     scores = rec["scores"]
     assert [scores[c] for c in rec["ranked_channels"]] == sorted(scores, reverse=True)
-    studies = [rec["switch_off"][n] for n in ("4", "6", "8", "10")]
-    for n, study in zip((4, 6, 8, 10), studies, strict=True):
+    studies = [rec["switch_off"][n] for n in ("12", "16", "20", "24")]
+    for n, study in zip((12, 16, 20, 24), studies, strict=True):
         assert len(study["random_draws"]) == 20 and all(len(c) == n for c in study["random_channels"])
         assert study["top"]["overall"] < rec["baseline"]["overall"]
     top = sum(s["top"]["overall"] for s in studies) / 4

@@ -464,7 +464,9 @@ def check_recipe(cfg) -> None:
     if optimizer == "rmsprop":
         require_number(cfg, "recipe.alpha", minimum=0, maximum=1)
         require_number(cfg, "recipe.eps", minimum=0, exclusive_minimum=True)
-    if schedule in ("multistep", "exponential"):  # exponential: x gamma after every epoch
+    if schedule == "multistep":  # x gamma at each milestone (> 1 raises the rate: a test wrecks a run with it)
+        require_number(cfg, "recipe.gamma", minimum=0, exclusive_minimum=True)
+    if schedule == "exponential":  # x gamma after every epoch
         require_number(cfg, "recipe.gamma", minimum=0, maximum=1, exclusive_minimum=True)
     if schedule == "poly":
         require_number(cfg, "recipe.poly_power", minimum=0, exclusive_minimum=True)
