@@ -57,7 +57,7 @@ def test_ddp_on_two_cpu_processes_writes_one_record(fake_cifar10, tmp_path, env,
 
     run_dir = tmp_path / "run"
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.strategy=ddp", "trainer.devices=2",
-            "dataset.eval_subset=63"]
+            "dataset.eval_subset=63", "trainer.precision=32-true"]  # fp32: compared with an fp32 evaluation
     p = train(args, env, tmp_path, run_dir, process=True)  # Lightning starts the second rank as a process
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((run_dir / "result.json").read_text())

@@ -19,11 +19,14 @@ VERBOSE_OVERRIDES = ["hydra/job_logging=default", "hydra/hydra_logging=default"]
 
 
 class OwnLinesOnly(logging.Filter):
-    """Records of spatialprobe's loggers, and errors from anywhere."""
+    """Records of spatialprobe's loggers (but not those marked ``console=False``), and errors from anywhere."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = record.name
-        return record.levelno >= logging.ERROR or any(name == own or name.startswith(own + ".") for own in OWN)
+        if record.levelno >= logging.ERROR:
+            return True
+        # a line also printed to stdout is logged with extra={"console": False}: into the log file only
+        return getattr(record, "console", True) and any(name == own or name.startswith(own + ".") for own in OWN)
 
 
 def capture_warnings() -> None:

@@ -32,6 +32,7 @@ from .runtime import (
 from .schema import recipe_note, validate_train
 
 log = logging.getLogger("spatialprobe")
+FILE_ONLY = {"console": False}  # a line printed to stdout is logged to the run's log file only (console.OwnLinesOnly)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -76,9 +77,9 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
                         f"{'; it differs in ' + ', '.join(differ[:6]) if differ else ''}); choose another "
                         "hydra.run.dir")
     if cfg.resume and record.is_complete_for(chash):
-        log.info("%s: already complete (config_hash %s), skipped", run_dir, chash)
+        log.info("%s: already complete (config_hash %s), skipped", run_dir, chash, extra=FILE_ONLY)
         if hydra_sweep_name() is None:  # in a sweep, its progress lines say so
-            print(f"skipped, already complete: {record.path}")
+            print(f"skipped, already complete: {record.path}", flush=True)
         return record.data
     ckpt_dir = run_dir / "checkpoints"
     last_ckpt = ckpt_dir / "last.ckpt"
@@ -199,9 +200,11 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     key = "map50" if "map50" in fields else "test_top1"
     line = (f"{cfg.name}: {key}={fields[key]} (best-val checkpoint: {fields[key + '_best']}), "
             f"params={record.data['params']:,}, record: {record.path}")
-    if hydra_sweep_name() is None:  # in a sweep, its progress line reports the result
+    from .speed import is_global_zero
+
+    if hydra_sweep_name() is None and is_global_zero():  # in a sweep, its progress line reports the result
         print(line, flush=True)
-    log.info(line)
+    log.info(line, extra=FILE_ONLY)
     return record.data
 
 
