@@ -21,12 +21,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
+from .data.imagefolder import FileSetsDataModule
 from .errors import DataError
 from .position import REGIONS, mask_channels, model_device
 
@@ -181,50 +181,16 @@ def transforms(train: bool, ds: DictConfig):
                        v2.RandomCrop(int(ds.crop_size), pad_if_needed=True, fill=fill)])
 
 
-class CityscapesDataModule(pl.LightningDataModule):
-    """train / val / test loaders for ``task=segment``; test = val (Cityscapes' test labels are not public)."""
+class CityscapesDataModule(FileSetsDataModule):
+    """train / val / test loaders for ``task=segment``; test = val (Cityscapes' test labels are not public).
+    The loaders, DDP shards and on-device normalisation are those of every file-set data module."""
 
     def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
-        super().__init__()
-        self.ds, self.batch_size, self.seed, self.channels_last = ds, batch_size, seed, channels_last
+        super().__init__(ds, batch_size, seed, channels_last)
         eval_n = ds.get("eval_subset") or ds.get("subset")
         self.sets = {"train": CityscapesSegmentation(ds.root, "train", transforms(True, ds), ds.get("subset")),
                      "val": CityscapesSegmentation(ds.root, "val", transforms(False, ds), eval_n)}
         self.sets["test"] = self.sets["val"]
-        self.mean = torch.tensor(list(ds.mean)).view(1, 3, 1, 1) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(list(ds.std)).view(1, 3, 1, 1) * 255.0)
-
-    def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.sets.items()}
-
-    def train_batches(self, world_size: int = 1) -> int:
-        from .data.datamodule import train_batches
-
-        return train_batches(len(self.sets["train"]), self.batch_size, world_size, padded=True)
-
-    def _loader(self, split: str):
-        from .data.datamodule import shards
-        from .data.torchpath import make_loader
-
-        trainer = self.trainer  # DDP: evaluation images are split over the ranks, each image once
-        return make_loader(self.sets[split], self.batch_size, train=split == "train", seed=self.seed,
-                           epoch_fn=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
-                           num_workers=int(self.ds.num_workers), pin_memory=True, **shards(trainer))
-
-    def train_dataloader(self):
-        return self._loader("train")
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.float().sub_(self.mean.to(x.device)).mul_(self.inv_std.to(x.device))
-        return x.contiguous(memory_format=fmt), y
 
 
 # --------------------------------------------------------------------------- ranking and switch-off
