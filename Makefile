@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
+# pytest-xdist workers: a crash or hang in one test (a native kernel, a stuck process) costs its worker,
+# not the run, and the closing summary line always appears; two also halve the fast suite on 2 cores
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-all test-slow train demo bench gpu-check lint clean
 
@@ -16,13 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: install            ## fast suite (tests marked slow are skipped)
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(ARGS)
 
 test-all: install        ## everything, slow tests included
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 test-slow: install       ## only the tests marked slow (CI runs them after make test)
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m slow $(ARGS)
 
 train: install           ## make train ARGS="model=vgg16 method=spatial_shuffle k=5"
 	$(PY) -m spatialprobe.train $(ARGS)

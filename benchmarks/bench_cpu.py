@@ -31,6 +31,7 @@ from spatialprobe import surgery
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.models import build_model
 from spatialprobe.module import build_optimizer
+from spatialprobe.resolvers import BF16_CPU_FLAGS, cpu_has_bf16
 
 BATCH = 128
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -95,6 +96,7 @@ def interleaved(variants: list[Variant], rounds: int, warmup: int = 2) -> dict[s
 
 def precision_rows(args) -> list[dict]:
     rounds = 6 if args.quick else 20
+    bf16 = cpu_has_bf16()
     batches, what = real_batches(8)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -104,17 +106,25 @@ def precision_rows(args) -> list[dict]:
                                  ("spatial_shuffle k=6", ("method=spatial_shuffle", "k=6"))):
             model, recipe = demo_network(*overrides)
             variants = [Variant("fp32 NCHW", model, recipe, batches),
-                        Variant("bf16 autocast", model, recipe, batches, bf16=True),
-                        Variant("channels_last", model, recipe, batches, channels_last=True),
-                        Variant("bf16 autocast + channels_last", model, recipe, batches, bf16=True, channels_last=True)]
+                        Variant("channels_last", model, recipe, batches, channels_last=True)]
+            if bf16:
+                variants += [Variant("bf16 autocast", model, recipe, batches, bf16=True),
+                             Variant("bf16 autocast + channels_last", model, recipe, batches, bf16=True,
+                                     channels_last=True)]
             if not overrides and not args.quick:
-                variants += [Variant("torch.compile", model, recipe, batches, compile=True),
-                             Variant("bf16 + channels_last + torch.compile", model, recipe, batches, bf16=True,
-                                     channels_last=True, compile=True)]
+                variants += [Variant("torch.compile", model, recipe, batches, compile=True)]
+                if bf16:
+                    variants += [Variant("bf16 + channels_last + torch.compile", model, recipe, batches, bf16=True,
+                                         channels_last=True, compile=True)]
             times = interleaved(variants, rounds)
             base = times["fp32 NCHW"]
+            if not bf16:
+                rows += [{"benchmark": "cpu", "case": f"{name}: demo network ({label}): not applicable on this CPU "
+                          f"(no {' / '.join(BF16_CPU_FLAGS)}: bf16 is emulated, 10-25x slower than fp32)",
+                          "baseline": "", "candidate": "", "ratio": None, "target": ""}
+                         for name in ("bf16 autocast", "bf16 autocast + channels_last")]
             for v in variants[1:]:
-                if overrides and v.name != "bf16 autocast + channels_last":
+                if overrides and v.name not in ("bf16 autocast + channels_last", "channels_last"):
                     continue
                 t = times[v.name]
                 ratio = statistics.median(a / b for a, b in zip(t, base, strict=True))
@@ -137,7 +147,7 @@ def _worker(conn) -> None:
     """A process holding the demo network (bf16 + channels_last), training on command."""
     batches, _ = real_batches(4)
     model, recipe = demo_network()
-    v = Variant("bf16 + channels_last", model, recipe, batches, bf16=True, channels_last=True)
+    v = Variant("trainer=cpu's speed options", model, recipe, batches, bf16=cpu_has_bf16(), channels_last=True)
     conn.send("ready")
     while (msg := conn.recv()) is not None:
         steps, threads = msg
@@ -184,7 +194,8 @@ def layout_row(args) -> dict:
     ratio = statistics.median(b / a for a, b in zip(alone, side, strict=True))
     return {
         "benchmark": "cpu",
-        "case": f"thread layout of a sweep: wall time per training batch (2 jobs: half their round's time), demo network in bf16 + channels_last, "
+        "case": f"thread layout of a sweep: wall time per training batch (2 jobs: half their round's time), demo network in "
+                f"{'bf16' if cpu_has_bf16() else 'fp32'} + channels_last, "
                 f"batch {BATCH}; {rounds} rounds of {steps} steps, the two layouts in turn",
         "baseline": f"{statistics.median(alone) * 1e3:.0f} ms per batch (1 job, 2 threads)",
         "candidate": f"{statistics.median(side) * 1e3:.0f} ms per batch (2 jobs side by side, 1 thread each)",

@@ -54,7 +54,7 @@ def located(tmp_path_factory):
     run_dir = tmp / "run"
     p = train(["experiment=grid_cpu", "model=resnet18", "model.width=0.0625", f"dataset.root={root}",
                "dataset.subset=null", "dataset.eval_subset=null", *TINY[1:], "trainer.max_epochs=3",
-               "recipe.batch_size=48", "recipe.lr=3e-3"], env, tmp, run_dir)
+               "recipe.batch_size=48", "recipe.lr=3e-3", "trainer.precision=32-true"], env, tmp, run_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     return run_dir, env
 
@@ -95,14 +95,14 @@ def test_rank_a_gapnet_whose_latent_is_its_logits(gapnet_run, tmp_path):
 def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(located, tmp_path):
     """The rank command on a trained location network: the latent channels it ranks as carrying the
     most position, switched off, cost more location accuracy than as many random channels (SPEC part
-    B). Compared over N = 12..24 of the 32 channels, 20 random draws each (fewer than 12 cost nothing here:
+    B). Compared over N = 16..28 of the 32 channels, 20 random draws each (fewer than 16 cost nothing here:
     the network places every probe image either way): at a single N a network this small is noisy, so
-    the gap is taken on average over the Ns (measured: 77 vs 87 %)."""
+    the gap is taken on average over the Ns (measured in fp32: 67.4 vs 71.7 %)."""
     run_dir, env = located
     rec_train = json.loads((run_dir / "result.json").read_text())
     assert rec_train["test_top1"] >= 75.0  # trained for real (chance: 11 %)
     out = tmp_path / "position.json"
-    p = cli("spatialprobe.rank", [f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "top_n=[12,16,20,24]",
+    p = cli("spatialprobe.rank", [f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "top_n=[16,20,24,28]",
                                   "random_draws=20", "probe_images=256", "batch_size=64", f"output={out}"],
             env, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -110,8 +110,8 @@ def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(loc
     assert rec["latent_size"] == 32 and rec["baseline"]["overall"] == rec_train["test_top1"]
     scores = rec["scores"]
     assert [scores[c] for c in rec["ranked_channels"]] == sorted(scores, reverse=True)
-    studies = [rec["switch_off"][n] for n in ("12", "16", "20", "24")]
-    for n, study in zip((12, 16, 20, 24), studies, strict=True):
+    studies = [rec["switch_off"][n] for n in ("16", "20", "24", "28")]
+    for n, study in zip((16, 20, 24, 28), studies, strict=True):
         assert len(study["random_draws"]) == 20 and all(len(c) == n for c in study["random_channels"])
         assert study["top"]["overall"] < rec["baseline"]["overall"]
     top = sum(s["top"]["overall"] for s in studies) / 4

@@ -137,6 +137,59 @@ def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted
     assert_same_result(run_dir, reference)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
+def test_a_hung_step_still_stops_after_the_signal_deadline(fake_cifar10, tmp_path, env, sig):
+    """Training step 5 never returns (debug.hang_at_step=4): after the signal, no batch boundary comes,
+    and 3 s later the watchdog writes the failed record, saying why, and ends the process."""
+    run_dir = tmp_path / "run"
+    args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=3",
+            "checkpoint.every_n_steps=2", "debug.hang_at_step=4", "checkpoint.signal_deadline_s=3"]
+    p = start(args, env, tmp_path, run_dir)
+    deadline = time.time() + 300
+    while not (run_dir / ".debug-hang").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert p.poll() is None, p.communicate()[1][-2000:]
+    time.sleep(1.0)  # the step is hung now
+    sent = time.monotonic()
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    waited = time.monotonic() - sent
+    assert p.returncode == 128 + sig, err[-2000:]
+    assert 3.0 <= waited < 30, waited  # not before the deadline, and not never
+    rec = record(run_dir)
+    assert rec["status"] == "failed"
+    assert sig.name in rec["reason"] and "no batch ended within 3 s" in rec["reason"] and "step 4" in rec["reason"]
+    assert [ln for ln in err.splitlines() if ln.startswith("spatialprobe: error:")] == [f"spatialprobe: error: {rec['reason']}"]
+    # the checkpoint of step 4 is intact, and the same command resumes from it
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
+    resumed = in_process(args, env, tmp_path, run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert record(run_dir)["status"] == "complete" and record(run_dir)["attempts"] == 2
+
+
+def test_a_signal_during_a_long_validation_is_not_taken_for_a_hang():
+    """The deadline counts from the last batch that ended, of any kind (a long validation keeps beating)."""
+    from spatialprobe.callbacks import SignalDeadline
+
+    fired = []
+
+    watch = SignalDeadline(0.6, [signal.SIGUSR1], fired.append)
+    watch._expire = fired.append  # record instead of ending this process
+    previous = signal.signal(signal.SIGUSR1, lambda *a: None)
+    try:
+        watch.start()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(10):  # 1.5 s of batches ending every 0.15 s: no expiry
+            time.sleep(0.15)
+            watch.beat()
+        assert fired == []
+        time.sleep(1.2)  # then nothing ends: it expires
+        assert fired == [signal.SIGUSR1]
+    finally:
+        watch.stop()
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_checkpoint_every_minutes_and_every_n_steps():
     """ResumableCheckpoint on a fake clock: last.ckpt when the minutes are up or every n steps."""
     class Trainer:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -81,23 +83,97 @@ class InterruptedBySignal(SystemExit):
         return f"interrupted by {signal.Signals(self.signum).name}; last.ckpt saved, re-run to resume"
 
 
+class SignalDeadline:
+    """A watchdog for a run that was asked to stop: if, after SIGTERM / SIGUSR2, ``seconds`` pass
+    without a batch ending (:meth:`beat`; a long validation still ends batches), ``on_expiry(signum)``
+    runs (it writes the failed record) and the process ends with status 128 + signal.
+
+    Python runs a signal handler only when the main thread returns to the interpreter, and a step that
+    hangs inside a native kernel never does. So the watchdog learns of the signal through
+    :func:`signal.set_wakeup_fd` (the C-level handler writes the signal number to a pipe) and waits in
+    a thread of its own; it needs nothing from the main thread.
+    """
+
+    def __init__(self, seconds: float, signals, on_expiry):
+        self.seconds, self.signals, self.on_expiry = float(seconds), {int(s) for s in signals}, on_expiry
+        self._disarmed = threading.Event()
+        self._beat = time.monotonic()
+        self._read_fd = self._write_fd = None
+        self._previous_fd = -1
+
+    def start(self) -> None:
+        """Call from the main thread, after the signals' Python handlers are installed."""
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, name="spatialprobe-signal-deadline", daemon=True).start()
+
+    def disarm(self) -> None:
+        """The run reached a batch boundary and is stopping the ordinary way."""
+        self._disarmed.set()
+
+    def stop(self) -> None:
+        self._disarmed.set()
+        if self._write_fd is not None and threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(self._previous_fd)
+            os.close(self._write_fd)  # the watcher's read returns b"" and the thread ends
+            self._write_fd = None
+
+    def _watch(self) -> None:
+        with os.fdopen(self._read_fd, "rb", buffering=0) as pipe:
+            while True:
+                data = pipe.read(64)
+                if not data:
+                    return
+                if self._previous_fd >= 0:  # someone else's wakeup fd: pass the bytes on
+                    with contextlib.suppress(OSError):
+                        os.write(self._previous_fd, data)
+                hits = [b for b in data if b in self.signals]
+                if hits and not self._disarmed.is_set():
+                    self._beat = time.monotonic()
+                    while not self._disarmed.wait(max(0.0, self._beat + self.seconds - time.monotonic())):
+                        if time.monotonic() - self._beat >= self.seconds:
+                            self._expire(hits[0])  # ends the process
+                            return
+                    return
+
+    def beat(self) -> None:
+        """The main thread made progress (a batch ended): the deadline counts from now."""
+        self._beat = time.monotonic()
+
+    def _expire(self, signum: int) -> None:
+        try:
+            self.on_expiry(signum)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+
+
 class ResumableCheckpoint(pl.Callback):
     """Keep ``last.ckpt`` fresh between epochs: every ``every_n_steps`` steps, every
     ``every_minutes`` minutes, and at the next batch boundary after SIGUSR2 / SIGTERM (preemption
     or a SLURM time limit). After a signal-triggered save the signal is handed to whoever handled
-    it before (submitit requeues the job; by default the process ends)."""
+    it before (submitit requeues the job; by default the process ends).
+
+    If no batch boundary comes within ``deadline_s`` seconds of the signal (a step that hangs), the
+    :class:`SignalDeadline` watchdog calls ``on_stuck(reason)`` and ends the process, so that
+    ``timeout`` and SLURM's grace period still stop the run."""
 
     SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
     def __init__(self, path: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
-                 on_signal: bool = True):
+                 on_signal: bool = True, deadline_s: float | None = 60.0, on_stuck=None):
         self.path = Path(path)
         self.every_n_steps, self.every_minutes, self.on_signal = every_n_steps, every_minutes, on_signal
+        self.deadline_s, self.on_stuck = deadline_s, on_stuck
         self._previous: dict[int, object] = {}
         self._pending: int | None = None
         self._in_fit = False
         self._saving_for: str | None = None
         self._last_save = time.monotonic()
+        self._deadline: SignalDeadline | None = None
+        self._last_step = 0
 
     # -- signals
     def _handler(self, signum, frame) -> None:
@@ -112,13 +188,29 @@ class ResumableCheckpoint(pl.Callback):
         for sig in self.SIGNALS:
             self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handler)
+        if self.deadline_s:
+            self._deadline = SignalDeadline(self.deadline_s, self.SIGNALS, self._stuck)
+            self._deadline.start()
+
+    def _stuck(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        reason = (f"stopped by {name}: no batch ended within {self.deadline_s:g} s of the signal (a step hung) after "
+                  f"training step {self._last_step}; re-run to resume from the last checkpoint")
+        print(f"spatialprobe: error: {reason}", file=sys.stderr, flush=True)
+        if self.on_stuck is not None:
+            self.on_stuck(reason)
 
     def _restore(self) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
+        if self._deadline is not None:
+            self._deadline.stop()
+            self._deadline = None
 
     def _hand_over(self, signum: int, frame=None) -> None:
+        if self._deadline is not None:
+            self._deadline.disarm()
         previous = self._previous.get(signum, signal.SIG_DFL)
         self._restore()
         if callable(previous):
@@ -131,7 +223,16 @@ class ResumableCheckpoint(pl.Callback):
         self._in_fit = True
         self._install()
 
+    def _beat(self) -> None:
+        if self._deadline is not None:
+            self._deadline.beat()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._beat()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._beat()
+        self._last_step = int(trainer.global_step)
         due = self.every_n_steps and trainer.global_step % int(self.every_n_steps) == 0
         due = due or (self.every_minutes and time.monotonic() - self._last_save >= 60 * float(self.every_minutes))
         if due or self._pending is not None:
@@ -171,10 +272,18 @@ class InjectedFault(RuntimeError):
 class DebugFaults(pl.Callback):
     """Faults injected on purpose, each at most once per run directory (a marker file remembers):
     ``kill_at_step``: the process SIGKILLs itself right after that training step;
-    ``crash_at_epoch``: an exception at the end of that epoch (a job that fails once)."""
+    ``crash_at_epoch``: an exception at the end of that epoch (a job that fails once);
+    ``hang_at_step``: the training step after that one never returns (a kernel that hangs)."""
 
-    def __init__(self, run_dir: Path, kill_at_step: int | None = None, crash_at_epoch: int | None = None):
+    def __init__(self, run_dir: Path, kill_at_step: int | None = None, crash_at_epoch: int | None = None,
+                 hang_at_step: int | None = None):
         self.run_dir, self.kill_at_step, self.crash_at_epoch = Path(run_dir), kill_at_step, crash_at_epoch
+        self.hang_at_step = hang_at_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.hang_at_step is not None and trainer.global_step == int(self.hang_at_step) and self._first_time("hang"):
+            while True:  # signal handlers still run in between; the step itself never ends
+                time.sleep(3600)
 
     def _first_time(self, name: str) -> bool:
         marker = self.run_dir / f".debug-{name}"

@@ -523,7 +523,9 @@ def check_run(cfg) -> None:
     require_number(cfg, "seed", integer=True, minimum=0)
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
+    require_number(cfg, "checkpoint.signal_deadline_s", minimum=0, exclusive_minimum=True, optional=True)
     require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
+    require_number(cfg, "debug.hang_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)
     only = get(cfg, "debug.only_jobs")
     if only is not None and not (_is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0

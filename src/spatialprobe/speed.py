@@ -64,7 +64,7 @@ def check_devices(cfg: DictConfig) -> list[str]:
     accelerator = str(get(cfg, "trainer.accelerator", "auto"))
     precision = str(get(cfg, "trainer.precision", "32-true"))
     precision = ALIASES.get(precision, precision)
-    gpu = accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available())
+    gpu = uses_gpu(cfg)
     devices = _devices(cfg)
     if accelerator in GPU_ACCELERATORS and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", accelerator, "no CUDA device is visible to this process",
@@ -112,11 +112,43 @@ def is_global_zero() -> bool:
     return all(int(os.environ.get(key) or 0) == 0 for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
 
 
-def apply(model: torch.nn.Module, cfg: DictConfig) -> torch.nn.Module:
-    """channels_last and torch.compile, in place (parameter names stay those of the plain model)."""
-    if get(cfg, "model.channels_last", False):
+#: oneDNN 3.12 (torch 2.13 and 2.14) hangs or segfaults in the backward pass of a strided 1x1 convolution
+#: with fewer than this many input channels when its input and weight are channels_last, on CPUs whose best
+#: ISA is AVX2 (docs/upstream/onednn_strided_1x1.md). Only networks far narrower than any paper's have such a
+#: layer (a ResNet at width 1/16: layer2.0.downsample has 4 input channels).
+ONEDNN_MIN_STRIDED_1X1_CHANNELS = 8
+
+
+def onednn_unsafe_convs(model: torch.nn.Module) -> list[str]:
+    """The strided 1x1 convolutions that oneDNN's AVX2 kernels mishandle in channels_last memory."""
+    return [name for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1
+            and m.in_channels < ONEDNN_MIN_STRIDED_1X1_CHANNELS]
+
+
+def uses_gpu(cfg: DictConfig) -> bool:
+    accelerator = str(get(cfg, "trainer.accelerator", "auto"))
+    return accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def apply(model: torch.nn.Module, cfg: DictConfig) -> bool:
+    """channels_last and torch.compile, in place (parameter names stay those of the plain model).
+
+    Returns whether the network (and so its batches) uses channels_last. On the CPU a network with a
+    layer of :func:`onednn_unsafe_convs` stays in NCHW memory, with one warning line: channels_last
+    would hang or crash its backward pass on AVX2 CPUs.
+    """
+    channels_last = bool(get(cfg, "model.channels_last", False))
+    if channels_last and not uses_gpu(cfg):
+        unsafe = onednn_unsafe_convs(model)
+        if unsafe:
+            channels_last = False
+            log.warning("model.channels_last: off for this network (NCHW memory): %s is a strided 1x1 convolution "
+                        "with fewer than %d input channels, whose channels_last backward pass hangs or crashes in "
+                        "oneDNN on AVX2 CPUs (README, Troubleshooting)", unsafe[0], ONEDNN_MIN_STRIDED_1X1_CHANNELS)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     mode = get(cfg, "model.compile", False)
     if mode:
         model.compile(mode=None if mode is True else str(mode))
-    return model
+    return channels_last

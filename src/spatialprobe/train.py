@@ -47,7 +47,7 @@ def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
     only = cfg.debug.get("only_jobs")
     if only is not None and hydra_job_num() not in set(only):
         return []
-    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch)]
+    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"))]
 
 
 def _metric(metrics: dict, key: str) -> float | None:
@@ -135,7 +135,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         modified_unit_names=report.unit_names, receptive_field=receptive_field(model, report.modified_units),
         feature_maps=feature_maps(model, size), data_sizes=dm.sizes(),
     )
-    apply_speed_options(model, cfg)  # channels_last / torch.compile, after params and FLOPs are counted
+    # channels_last / torch.compile, after params and FLOPs are counted; the batches follow the network's memory format
+    dm.channels_last = apply_speed_options(model, cfg)
+    record.update(channels_last=dm.channels_last)
     module = build_module(cfg, model, resolved, steps_per_epoch=dm.train_batches,  # Classifier, AugShift, ...
                           class_names=getattr(dm, "classes", None))
 
@@ -148,7 +150,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     loggers = build_loggers(cfg, run_dir, {**resolved, **dashboard_keys(cfg, record.data)}, hydra_sweep_name(),
                             attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
-                                    cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal))
+                                    cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal),
+                                    deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
     callbacks = [checkpoint, last, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
                  RecordProgress(record), *debug_faults(cfg, run_dir),
                  *task_callbacks(cfg, int(eval_seed))]
