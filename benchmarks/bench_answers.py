@@ -7,7 +7,7 @@
 * ``evaluate`` with a checkpoint that does not exist.
 
 Target: under 1 s of wall time each. The baseline, measured in the same run, is what every one of them
-paid before validation became data (spatialprobe.schema): starting Python and importing torch,
+paid before validation became data (spatialprobe.config.schema): starting Python and importing torch,
 torchvision, torchmetrics and Lightning. Each side is the best of ``--repeats`` runs (the least disturbed
 by other processes on a shared machine); the user and system CPU seconds of that run are shown too.
 """

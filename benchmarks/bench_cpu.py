@@ -28,10 +28,10 @@ import torch
 from common import cifar10, compose_train
 
 from spatialprobe import surgery
+from spatialprobe.config.resolvers import BF16_CPU_FLAGS, cpu_has_bf16
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.models import build_model
-from spatialprobe.module import build_optimizer
-from spatialprobe.resolvers import BF16_CPU_FLAGS, cpu_has_bf16
+from spatialprobe.tasks.base import build_optimizer
 
 BATCH = 128
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

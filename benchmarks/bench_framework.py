@@ -4,7 +4,7 @@ Same network (VGG-16-BN at width 0.25 with a 256-wide classifier, the CPU-scale 
 spec's calibration, same initial weights), same batches (the device-resident loader over the
 same CIFAR-10 images, batch 128), same optimiser and schedule (the ``cpu`` recipe: SGD nesterov,
 one-cycle). The Lightning side is what ``spatialprobe.train`` runs:
-:class:`spatialprobe.module.Classifier` (loss, top-1/top-5 metrics, logging) in a
+:class:`spatialprobe.tasks.base.Classifier` (loss, top-1/top-5 metrics, logging) in a
 ``pytorch_lightning.Trainer`` with the project's seed callback and CSV logger. The hand-written
 side is: next batch, forward, cross-entropy, backward, optimiser and scheduler step.
 
@@ -29,10 +29,11 @@ import pytorch_lightning as pl
 import torch
 from common import cifar10, compose_train
 
-from spatialprobe.callbacks import SeedSchedule
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.models import build_model
-from spatialprobe.module import Classifier, build_optimizer, build_scheduler
+from spatialprobe.run.callbacks import SeedSchedule
+from spatialprobe.tasks.base import build_optimizer, build_scheduler
+from spatialprobe.tasks.classify import Classifier
 
 BATCH, WARMUP = 128, 3
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

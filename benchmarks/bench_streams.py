@@ -1,4 +1,4 @@
-"""Cost of the random streams (spatialprobe.streams) per training step and per batch.
+"""Cost of the random streams (spatialprobe.run.streams) per training step and per batch.
 
 Baseline: what the project did before, re-created here: a hand-written seed mixer, then
 ``torch.manual_seed`` for the global RNG (every training step) and ``torch.Generator().manual_seed``
@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from spatialprobe import streams
+from spatialprobe.run import streams
 
 BATCHES = 10_009  # Small-ImageNet's batches per epoch
 

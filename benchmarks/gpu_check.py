@@ -6,7 +6,7 @@ Rows (the benchmark row schema of benchmarks/run.py; ratio = candidate / baselin
 * ``throughput``: training images/s of VGG-16-BN and ResNet-50 on 32 px data (100 classes, batch
   256, the device-resident loader's batches, SGD), fp32 NCHW against bf16 autocast + channels_last
   and against the same + ``torch.compile``; model FLOP utilisation (MFU) = 3 x forward FLOPs per
-  image x images/s / the GPU's bf16 peak (spatialprobe.gpus, or ``--peak-tflops``). Goal: ResNet-50
+  image x images/s / the GPU's bf16 peak (spatialprobe.config.gpus, or ``--peak-tflops``). Goal: ResNet-50
   >= 40% MFU in bf16.
 * ``loader``: images/s of the device-resident loader on the GPU (crop + flip + normalise, batch 256),
   against the fastest training throughput measured above (it must feed the network many times over).
@@ -68,7 +68,7 @@ class Setup:
         else:
             self.name = platform.processor() or platform.machine()
             self.mixed = torch.bfloat16
-        from spatialprobe.gpus import peak_tflops
+        from spatialprobe.config.gpus import peak_tflops
 
         self.peak = peak_tflops(self.name, "bf16", args.peak_tflops) if self.cuda else args.peak_tflops
         self.precision = "bf16" if self.mixed is torch.bfloat16 else "fp16"
@@ -162,7 +162,7 @@ def mfu(s: Setup, flops: int, ips: float) -> str:
 
 
 def throughput_rows(s: Setup, state: dict) -> list[dict]:
-    from spatialprobe.measure import count_flops
+    from spatialprobe.run.measure import count_flops
 
     loader, what = batches(s)
     rows = []

@@ -2,7 +2,7 @@
 
     python sweeps/position_table.py runs/sweeps/grid_cpu [runs/sweeps/grid_location ...] [--value test_top1]
 
-The records are read by spatialprobe.collect (the same table `python -m spatialprobe.collect` writes).
+The records are read by spatialprobe.report.collect (the same table `python -m spatialprobe.collect` writes).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spatialprobe.collect import collect_dirs
+from spatialprobe.report.collect import collect_dirs
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 Rows: the baseline (task=classify, no blur), +AugShift (task=augshift), BlurPool (task=classify with
 model.blurpool; ``pool`` = P's description, ``full`` = Zhang's anti-aliasing); AugShift on a BlurPool
 network, if present, gets its own row. Columns: the paper's (Top-1, Cons.8; ImageNet also Cons.16), then
-any other Cons.S the records hold. ``--paper`` adds P's numbers. Records are read by spatialprobe.collect.
+any other Cons.S the records hold. ``--paper`` adds P's numbers. Records are read by spatialprobe.report.collect.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
-from spatialprobe.collect import collect_dirs
+from spatialprobe.report.collect import collect_dirs
 
 DATASETS = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}  # P's column order
 PAPER_SHIFTS = {"cifar100": [8], "cifar10": [8], "imagenet": [8, 16]}

@@ -12,15 +12,8 @@ from torch.nn import functional as F
 
 from conftest import compose_train
 from spatialprobe.errors import ConfigError
-from spatialprobe.tasks import (
-    AugShift,
-    ConsistencyMetric,
-    ShiftConsistency,
-    augshift_loss,
-    black,
-    shifted_crops,
-    shifted_views,
-)
+from spatialprobe.tasks.augshift import AugShift, augshift_loss, shifted_crops
+from spatialprobe.tasks.consistency import ConsistencyMetric, ShiftConsistency, black, shifted_views
 
 
 class SumPoolNet(nn.Module):
@@ -79,7 +72,7 @@ def test_augshift_training_step_uses_two_shifted_views(monkeypatch):
         views.append(out)
         return out
 
-    monkeypatch.setattr("spatialprobe.tasks.shifted_crops", spy)
+    monkeypatch.setattr("spatialprobe.tasks.augshift.shifted_crops", spy)
     monkeypatch.setattr(module, "log", lambda *a, **k: None)
     monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
     x, y = torch.rand(4, 2, 5, 5), torch.tensor([0, 1, 2, 0])

@@ -69,7 +69,7 @@ CASES = [
      ["ckpt='", "none.ckpt", "no such checkpoint file"]),
     ("evaluate-not-a-checkpoint", "spatialprobe.evaluate", ["ckpt={tmp}/notes.txt"], ["notes.txt': unreadable checkpoint"]),
     ("evaluate-trainable-method", "spatialprobe.evaluate", ["ckpt={tmp}/notes.txt", "method=gap_fc", "k=2"],
-     ["method='gap_fc' is invalid", "spatial_shuffle, patch_shuffle, channel_shuffle"]),
+     ["method='gap_fc' is invalid", "channel_shuffle, patch_shuffle, spatial_shuffle"]),
     ("inspect-k-out-of-range", "spatialprobe.inspect", ["model=resnet18", "method=conv1x1", "k=99"],
      ["k=99 is invalid", "(valid: 0..8)"]),
     ("inspect-unknown-dataset", "spatialprobe.inspect", ["dataset=mnist"], ["dataset='mnist' is invalid", "cifar100"]),

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_train
 from spatialprobe import CONF_DIR
-from spatialprobe.config import check_group_overrides, group_choices
+from spatialprobe.config.cli import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
 from spatialprobe.train import validate
 

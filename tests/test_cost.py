@@ -8,10 +8,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import compose_train
-from spatialprobe import CONF_DIR, cost, gpus
+from spatialprobe import CONF_DIR
+from spatialprobe.config import gpus
 from spatialprobe.errors import ConfigError
-from spatialprobe.measure import count_flops
+from spatialprobe.launch import cost
 from spatialprobe.models import build_model
+from spatialprobe.run.measure import count_flops
 from spatialprobe.train import validate
 
 
@@ -64,7 +66,7 @@ def test_bad_cost_keys(override, key):
 
 
 def test_cost_keys_do_not_change_a_runs_identity():
-    from spatialprobe.records import config_hash
+    from spatialprobe.run.records import config_hash
 
     a, b = (OmegaConf.to_container(compose_train(*o), resolve=True) for o in ((), ("cost.gpu=H100",)))
     assert config_hash(a) == config_hash(b)
@@ -83,7 +85,7 @@ def test_gpu_table_lookup_and_override(monkeypatch):
 
 
 def test_dry_run_of_a_sweep_prints_the_cost_per_job_and_in_total(tmp_path, capsys):
-    from spatialprobe.sweep import SweepCheck
+    from spatialprobe.launch.sweep import SweepCheck
 
     overrides = ["experiment=demo_cifar10_kcurve", "dry_run=true", "cost.gpu=H100", f"paths.run_root={tmp_path}",
                  f"paths.cache_dir={tmp_path}"]

@@ -14,7 +14,7 @@ from conftest import CIFAR10_JPG, needs_shared_cifar
 from fakedata import make_cifar_batches, make_class_folders
 from spatialprobe.data import load_splits, sources
 from spatialprobe.data.datamodule import ArrayDataModule
-from spatialprobe.data.loader import TensorBatches, random_crop_flip
+from spatialprobe.data.loader import TensorBatches
 from spatialprobe.errors import DataError
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
@@ -127,20 +127,29 @@ def test_wrong_class_count_is_reported(tmp_path):
         load_splits(ds_cfg(root), None)
 
 
+def augmented(x: torch.Tensor, pad: int, seed: int) -> torch.Tensor:
+    """The training loader's crop and flip of a uint8 NHWC batch, back in pixel values, NHWC."""
+    loader = TensorBatches(x, torch.arange(len(x)), len(x), (0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255),
+                           augment=True, pad=pad)
+    return loader.transform(x, torch.Generator().manual_seed(seed)).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def test_random_crop_is_a_shifted_window_of_the_zero_padded_image():
     x = torch.randint(1, 256, (16, 8, 8, 3), dtype=torch.uint8)  # no zeros in the original
-    g = torch.Generator().manual_seed(0)
-    out = random_crop_flip(x, pad=2, flip=False, g=g)
+    out = augmented(x, pad=2, seed=0)
     padded = torch.nn.functional.pad(x, (0, 0, 2, 2, 2, 2))
+    offsets = set()
     for i in range(16):
-        hits = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, dy:dy + 8, dx:dx + 8], out[i])]
-        assert hits, f"sample {i} is not a window of its padded image"
-    assert not torch.equal(out, x)  # some crops moved
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if any(torch.equal(padded[i, dy:dy + 8, dx:dx + 8], o) for o in (out[i], out[i].flip(1)))]
+        assert hits, f"sample {i} is not a window of its padded image (or its mirror)"
+        offsets.update(hits)
+    assert len(offsets) > 3  # the crops moved, to more than one place
 
 
 def test_flip_mirrors_whole_images():
     x = torch.randint(0, 256, (64, 4, 4, 3), dtype=torch.uint8)
-    out = random_crop_flip(x, pad=0, flip=True, g=torch.Generator().manual_seed(1))
+    out = augmented(x, pad=0, seed=1)
     same = [torch.equal(out[i], x[i]) for i in range(64)]
     mirrored = [torch.equal(out[i], x[i].flip(1)) for i in range(64)]
     assert all(s or m for s, m in zip(same, mirrored, strict=True))

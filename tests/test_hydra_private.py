@@ -1,5 +1,5 @@
-"""Pins what spatialprobe relies on from Hydra's private API (spatialprobe.hydra_private) and the basic
-sweeper's expansion that spatialprobe.sweep re-creates from public Override methods."""
+"""Pins what spatialprobe relies on from Hydra's private API (spatialprobe.launch.hydra_private) and the basic
+sweeper's expansion that spatialprobe.launch.sweep re-creates from public Override methods."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from spatialprobe import CONF_DIR
-from spatialprobe.hydra_private import apply_overrides, override_dirname
-from spatialprobe.sweep import expand
+from spatialprobe.launch.hydra_private import apply_overrides, override_dirname
+from spatialprobe.launch.sweep import expand
 
 parse = OverridesParser.create().parse_overrides
 GROUPS = ["model=resnet18", "method=conv1x1"]

@@ -9,7 +9,7 @@ from conftest import compose_train
 from fakeimagenet import make_jpeg_folders
 from spatialprobe.data import build_datamodule
 from spatialprobe.errors import ConfigError, DataError
-from spatialprobe.module import build_optimizer, build_scheduler, effective_lr
+from spatialprobe.tasks.base import build_optimizer, build_scheduler, effective_lr
 from spatialprobe.train import validate
 
 

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from hydra_plugins.spatialprobe_launcher import gpu_slots
 from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
+from spatialprobe.launch.gpus import gpu_slots
 
 # A Hydra app whose jobs record what they see. Job `hold` keeps its slot until job `until` has
 # started (or 90 s pass): in a launcher that waits for the slowest job of a chunk, it never would.
@@ -108,7 +108,7 @@ def test_gpus_are_dealt_to_slots_in_order():
 def test_a_sweep_asking_more_gpus_per_job_than_visible_is_refused_before_it_starts(monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    from spatialprobe.sweep import check_launcher
+    from spatialprobe.launch.sweep import check_launcher
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):

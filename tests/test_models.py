@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from spatialprobe.measure import count_flops, count_params
 from spatialprobe.models import build_model
+from spatialprobe.run.measure import count_flops, count_params
 
 
 def model(arch, classes=100, size=32, **kw):

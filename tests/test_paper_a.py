@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, compose_train
 from spatialprobe import CONF_DIR, surgery
-from spatialprobe.measure import count_params
 from spatialprobe.models import build_model
+from spatialprobe.run.measure import count_params
 
 PAPER_RF_AXIS = [10, 16, 24, 32, 44, 60, 76, 100, 132, 164, 212]  # S1 Fig. 3 right, K = 10 .. 0
 
@@ -107,7 +107,7 @@ def write_metrics(run_dir, attempt: int, rows: list[dict]) -> None:
 
 
 def test_epoch_metrics_merge_attempts_and_skip_step_rows(tmp_path):
-    from spatialprobe.collect import epoch_metrics
+    from spatialprobe.report.collect import epoch_metrics
 
     run = tmp_path / "run"
     write_metrics(run, 1, [{"epoch": 0, "step": 9, "train_loss_step": 2.0},
@@ -128,7 +128,7 @@ def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path):
     import pandas as pd
     from matplotlib.image import imread
 
-    from spatialprobe.plot import make_all
+    from spatialprobe.report.figures import make_all
 
     rows = []
     for k, final in ((0, 74.1), (7, 71.4)):
@@ -154,7 +154,7 @@ def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path):
     """S1 Fig. 7 and Table 2 (left): evaluation rows at several K, every training -> test scheme."""
     import pandas as pd
 
-    from spatialprobe.plot import make_all
+    from spatialprobe.report.figures import make_all
 
     def ev(train, test, k, test_k, acc):
         return {"record": "eval", "status": "complete", "model": "vgg16", "dataset": "cifar100", "method": train,
@@ -179,7 +179,7 @@ def test_plot_draws_the_depth_ablation(tmp_path):
     """S1 Fig. 3 (left): the last 6 units 1x1, the last n of them removed, x = 6 - n."""
     import pandas as pd
 
-    from spatialprobe.plot import make_all
+    from spatialprobe.report.figures import make_all
 
     rows = [{"record": "train", "status": "complete", "model": "resnet50", "dataset": "imagenet32",
              "method": "conv1x1", "k": 6, "params": 10 - n, "units": 16, "test_top1": 61.0 - n,
@@ -193,8 +193,8 @@ def test_plot_draws_the_depth_ablation(tmp_path):
 def test_collect_calls_a_k0_checkpoint_of_a_shuffle_sweep_the_baseline(tmp_path):
     """S1 Fig. 7's none -> shuffle curve evaluates the K=0 run of the spatial-shuffle sweep: it was trained
     without any shuffle, so its training scheme is 'none', whatever the sweep's method name."""
-    from spatialprobe.collect import collect_dirs
-    from spatialprobe.records import write_json_atomic
+    from spatialprobe.report.collect import collect_dirs
+    from spatialprobe.run.records import write_json_atomic
 
     run = tmp_path / "sweep" / "k=0,method=spatial_shuffle"
     write_json_atomic(run / "result.json", {"status": "complete", "model": "vgg16", "dataset": "cifar100",

@@ -8,7 +8,7 @@ from torch import nn
 
 from spatialprobe.data.grid import paste, region_of
 from spatialprobe.errors import ConfigError
-from spatialprobe.position import (
+from spatialprobe.position.probe import (
     ClassifierProbe,
     RegionAccuracy,
     channel_scores,

@@ -37,7 +37,8 @@ def attack_args(root, checkpoint) -> list[str]:
 
 @pytest.mark.slow
 def test_deeplab_trained_with_the_segment_task_is_ranked_and_attacked(cityscapes, tmp_path, monkeypatch):
-    from spatialprobe import rank, segmentation
+    from spatialprobe import rank
+    from spatialprobe.data import cityscapes as segmentation
     from spatialprobe.train import run
 
     monkeypatch.setenv("SPATIALPROBE_CACHE", str(tmp_path / "cache"))
@@ -77,7 +78,7 @@ def test_deeplab_trained_with_the_segment_task_is_ranked_and_attacked(cityscapes
 @pytest.mark.slow
 def test_a_users_deeplab_state_dict_is_attacked_on_the_fixture(cityscapes, tmp_path):
     from spatialprobe import rank
-    from spatialprobe.segmentation import build_deeplab
+    from spatialprobe.position.segmentation import build_deeplab
 
     torch.manual_seed(0)
     weights = tmp_path / "deeplab.pth"
@@ -111,12 +112,12 @@ def test_segmentation_checks_before_anything_runs():
 
 def test_segmenter_recipe_aux_head_at_ten_times_the_lr_and_the_poly_schedule():
     from spatialprobe.models import build_model
-    from spatialprobe.tasks import build_module
+    from spatialprobe import tasks
 
     cfg = compose_train("experiment=deeplabv3_resnet50_cityscapes", "recipe.epochs=2")
     torch.manual_seed(0)
     model = build_model(cfg.model, 19, 32)
-    module = build_module(cfg, model, {}, steps_per_epoch=5)
+    module = tasks.get(cfg).module(cfg, model, {}, steps_per_epoch=5)
     module.trainer = type("T", (), {"world_size": 1, "max_epochs": 2, "accumulate_grad_batches": 1,
                                     "limit_train_batches": None})()
     out = module.configure_optimizers()

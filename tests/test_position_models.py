@@ -148,7 +148,7 @@ def test_blurpool_full_also_blurs_before_every_strided_conv_but_the_stem():
                                             ("resnet18", "imagenet_nopool", 96), ("resnet50", "cifar", 64),
                                             ("vgg16", None, 32), ("mobilenet_v2", None, 224), ("squeezenet", None, 224)])
 def test_the_early_blurpool_check_agrees_with_the_built_network(arch, stem, size):
-    from spatialprobe.schema import has_strided_maxpool
+    from spatialprobe.config.schema import has_strided_maxpool
 
     cfg = OmegaConf.create(OmegaConf.to_container(compose_train(f"model={arch}").model))  # with its base files
     if stem:

@@ -10,11 +10,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from spatialprobe import CONF_DIR, progress
-from spatialprobe.console import OwnLinesOnly, verbose_argv
-from spatialprobe.progress import SweepProgress, duration
-from spatialprobe.records import write_json_atomic
-from spatialprobe.resolvers import cpu_has_bf16
+from spatialprobe import CONF_DIR
+from spatialprobe.config.cli import verbose_argv
+from spatialprobe.config.resolvers import cpu_has_bf16
+from spatialprobe.launch import progress
+from spatialprobe.launch.progress import SweepProgress, duration
+from spatialprobe.run.console import OwnLinesOnly
+from spatialprobe.run.records import write_json_atomic
 
 
 class Clock:
@@ -84,7 +86,7 @@ def compose_sweep(*overrides: str):
 
 
 def test_grids_sweeper_runs_the_union_of_its_grids():
-    from spatialprobe.sweep import sweep_overrides
+    from spatialprobe.launch.sweep import sweep_overrides
 
     cfg = compose_sweep("experiment=demo_cifar10_kcurve")
     assert cfg.hydra.sweeper._target_ == "hydra_plugins.spatialprobe_sweeper.GridsSweeper"
@@ -147,7 +149,7 @@ def test_cpu_precision_follows_the_cpu_flags(tmp_path):
 def test_verbose_flag_reaches_hydra_as_logging_overrides(monkeypatch):
     import sys
 
-    from spatialprobe.config import hydra_entry
+    from spatialprobe.config.cli import hydra_entry
 
     seen = []
     monkeypatch.setattr(sys, "argv", ["spatialprobe-train", "-v", "model=vgg16"])

@@ -9,9 +9,9 @@ from omegaconf import OmegaConf
 
 from conftest import compose_train
 from spatialprobe import CONF_DIR
+from spatialprobe.config.schema import check_recipe as validate_recipe
 from spatialprobe.errors import ConfigError
-from spatialprobe.module import build_optimizer, build_scheduler, effective_lr
-from spatialprobe.schema import check_recipe as validate_recipe
+from spatialprobe.tasks.base import build_optimizer, build_scheduler, effective_lr
 
 # experiment -> (recipe, the original paper its file must name)
 IMAGENET = {

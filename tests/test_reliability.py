@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from conftest import TINY, cli
-from spatialprobe.callbacks import AtomicCheckpointIO, ResumableCheckpoint
-from spatialprobe.records import write_json_atomic
+from spatialprobe.run.callbacks import AtomicCheckpointIO, ResumableCheckpoint
+from spatialprobe.run.records import write_json_atomic
 
 # deterministic, resumable, and long enough to be interrupted: 10 steps per epoch, last.ckpt every 3
 RESUMABLE = [*TINY, "recipe=cpu", "trainer.max_epochs=3", "trainer.deterministic=true",
@@ -169,7 +169,7 @@ def test_a_hung_step_still_stops_after_the_signal_deadline(fake_cifar10, tmp_pat
 
 def test_a_signal_during_a_long_validation_is_not_taken_for_a_hang():
     """The deadline counts from the last batch that ended, of any kind (a long validation keeps beating)."""
-    from spatialprobe.callbacks import SignalDeadline
+    from spatialprobe.run.callbacks import SignalDeadline
 
     fired = []
 
@@ -207,7 +207,7 @@ def test_checkpoint_every_minutes_and_every_n_steps():
     for kwargs, expected in (({"every_minutes": 0.3}, [3, 6, 9]), ({"every_n_steps": 4}, [4, 8]),
                              ({}, [])):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("spatialprobe.callbacks.time.monotonic", lambda: now[0])
+            mp.setattr("spatialprobe.run.callbacks.time.monotonic", lambda: now[0])
             cb = ResumableCheckpoint("last.ckpt", on_signal=False, **kwargs)
             trainer = Trainer(cb)
             for step in range(1, 10):  # 8 s per step on the fake clock: 18 s are up after 3 steps

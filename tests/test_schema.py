@@ -1,4 +1,4 @@
-"""The schema (spatialprobe.schema) against the real models and registries, and the one list of result-neutral keys.
+"""The schema (spatialprobe.config.schema) against the real models and registries, and the one list of result-neutral keys.
 
 * what validation believes (unit counts, the width rule, methods, data kinds, ...) is what the code builds;
 * the answers that must be instant import nothing of torch / torchvision / torchmetrics / Lightning;
@@ -21,9 +21,9 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import REPO, TINY, compose_train
-from spatialprobe import schema
-from spatialprobe.config import group_choices
-from spatialprobe.records import config_hash
+from spatialprobe.config import schema
+from spatialprobe.config.cli import group_choices
+from spatialprobe.run.records import config_hash
 
 HEAVY = ("torch", "torchvision", "torchmetrics", "pytorch_lightning", "lightning", "lightning_fabric", "kornia")
 
@@ -88,7 +88,7 @@ def test_data_task_recipe_and_trainer_choices_agree_with_the_code():
 
     from spatialprobe.data import KINDS
     from spatialprobe.models.resnet import resolve_stem
-    from spatialprobe.module import build_optimizer, build_scheduler
+    from spatialprobe.tasks.base import build_optimizer, build_scheduler
 
     assert set(KINDS) == set(schema.DATASET_KINDS)
     assert set(schema.TASKS) == set(group_choices("task"))
@@ -210,7 +210,7 @@ def test_neutral_keys_stay_out_of_the_run_directory_name():
 def test_plot_never_draws_a_neutral_key_as_a_curve_of_its_own():
     import pandas as pd
 
-    from spatialprobe.plot import train_points
+    from spatialprobe.report.figures import train_points
 
     rows = [{"model": "vgg16", "dataset": "cifar10", "method": "conv1x1", "k": k, "status": "complete", "params": 1,
              "test_top1": 50.0 - k, "config.dataset.root": f"/data{k}", "config.paths.data_dir": f"/p{k}",
@@ -293,7 +293,7 @@ def test_a_killed_run_rerun_with_its_data_elsewhere_resumes_from_its_checkpoint(
 
 
 def test_a_record_written_before_a_key_became_neutral_still_matches_its_run(tmp_path):
-    from spatialprobe.records import RunRecord, write_json_atomic
+    from spatialprobe.run.records import RunRecord, write_json_atomic
 
     config = OmegaConf.to_container(compose_train(), resolve=True)
     write_json_atomic(tmp_path / "result.json", {"status": "complete", "config_hash": "an-old-rule", "config": config})

@@ -10,18 +10,10 @@ import torch
 from PIL import Image
 
 from fakedata import CITYSCAPES_IDS, make_cityscapes
+from spatialprobe.data.cityscapes import IMAGENET_MEAN, IMAGENET_STD, CityscapesBatches, pedestrian_side
 from spatialprobe.errors import DataError
-from spatialprobe.position import channel_scores, rank, switch_off_study
-from spatialprobe.segmentation import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CityscapesBatches,
-    RegionIoU,
-    SegmentationProbe,
-    build_deeplab,
-    pedestrian_side,
-    region_masks,
-)
+from spatialprobe.position.probe import channel_scores, rank, switch_off_study
+from spatialprobe.position.segmentation import RegionIoU, SegmentationProbe, build_deeplab, region_masks
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, cli, compose_train
-from spatialprobe import speed
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
+from spatialprobe.run import speed
 from spatialprobe.train import validate
 
 
@@ -67,7 +67,7 @@ def test_training_the_network_that_crashed_oneDNN_completes_on_this_cpu(tmp_path
 import torch
 from omegaconf import OmegaConf
 from spatialprobe.models import build_model
-from spatialprobe import speed
+from spatialprobe.run import speed
 cfg = OmegaConf.create({"model": {"channels_last": True, "compile": False}, "trainer": {"accelerator": "cpu"}})
 torch.manual_seed(0)
 model = build_model(OmegaConf.create({"arch": "resnet18", "width": 0.0625, "stem": "auto"}), 10, 32).train()

@@ -1,4 +1,4 @@
-"""Random streams (spatialprobe.streams): distinct for every (purpose, epoch, batch) of a run."""
+"""Random streams (spatialprobe.run.streams): distinct for every (purpose, epoch, batch) of a run."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from spatialprobe import streams
-from spatialprobe.streams import PURPOSES, generator, mix, stream_seed
+from spatialprobe.run import streams
+from spatialprobe.run.streams import PURPOSES, generator, mix, stream_seed
 
 SMALL_IMAGENET_BATCHES = 10_009  # 1,281,167 images / batch 128, the epoch of the issue
 

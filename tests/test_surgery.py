@@ -10,12 +10,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from spatialprobe import surgery
+from spatialprobe.config.schema import check_method
 from spatialprobe.errors import ConfigError
-from spatialprobe.measure import count_params, receptive_field
 from spatialprobe.methods.base import StochasticOp
 from spatialprobe.methods.gap_fc import GlobalAvgPool
 from spatialprobe.models import build_model, unit_count
-from spatialprobe.schema import check_method
+from spatialprobe.run.measure import count_params, receptive_field
 
 ARCH_LIST = ["vgg16_bn", "resnet18", "resnet50", "resnet152", "mobilenet_v2", "squeezenet1_0"]
 TINY_WIDTH = {"mobilenet_v2": 0.1}

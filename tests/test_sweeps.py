@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, TINY, cli
 from spatialprobe import CONF_DIR
-from spatialprobe.config import check_group_overrides, group_choices
+from spatialprobe.config.cli import check_group_overrides, group_choices
 from spatialprobe.errors import ConfigError
-from spatialprobe.records import write_json_atomic
+from spatialprobe.run.records import write_json_atomic
 
 EXPERIMENTS = group_choices("experiment")
 SWEEP_FILES = sorted(p for p in (REPO / "sweeps").glob("*.sh") if p.name != "lib.sh")
@@ -39,7 +39,7 @@ def require_groups(experiment: str) -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_every_job_validates(experiment):
-    from spatialprobe.sweep import expand_jobs, validate_jobs
+    from spatialprobe.launch.sweep import expand_jobs, validate_jobs
 
     require_groups(experiment)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -60,7 +60,7 @@ def test_fast_job_composition_matches_hydra(tmp_path):
     """compose_jobs applies plain overrides to a cached composition: the same config as Hydra's own."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from spatialprobe.sweep import compose_jobs
+    from spatialprobe.launch.sweep import compose_jobs
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=vgg16_cifar100_kcurve", "seed=3"], return_hydra_config=True)
@@ -87,7 +87,7 @@ def test_fast_job_composition_matches_hydra(tmp_path):
 def test_the_sweep_check_sees_every_job_as_hydra_composes_it(experiment, extra):
     """expand_jobs (the sweep check: no copy of the config per job) gives every job the resolved config and the
     run directory of compose_jobs (Hydra's composition of each job)."""
-    from spatialprobe.sweep import compose_jobs, expand_jobs
+    from spatialprobe.launch.sweep import compose_jobs, expand_jobs
 
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
@@ -106,7 +106,7 @@ def test_the_sweep_check_re_resolves_what_reads_a_swept_key_in_order():
     """Interpolations that read a swept key are evaluated again, each after the ones it reads."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from spatialprobe.sweep import _Composition
+    from spatialprobe.launch.sweep import _Composition
 
     hydra = {"job": {"config": {"override_dirname": {"exclude_keys": [], "kv_sep": "=", "item_sep": ","}}},
              "sweep": {"dir": "/sweeps/${b}", "subdir": "${hydra.job.override_dirname}"}}

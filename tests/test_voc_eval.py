@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spatialprobe.voc_eval import Detections, Truth, average_precision, box_iou, evaluate
+from spatialprobe.tasks.voc_eval import Detections, Truth, average_precision, box_iou, evaluate
 
 
 def truth(*objects):

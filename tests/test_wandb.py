@@ -60,7 +60,7 @@ def test_a_failed_run_leaves_nothing_to_the_next_one(tmp_path, monkeypatch):
     (Lightning's WandbLogger would otherwise hand it to the next run of the process)."""
     import wandb
 
-    from spatialprobe.loggers import isolated_run
+    from spatialprobe.run.loggers import isolated_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("SPATIALPROBE_PROBE", raising=False)
@@ -77,8 +77,9 @@ def test_a_failed_run_leaves_nothing_to_the_next_one(tmp_path, monkeypatch):
 
 
 def test_wandb_modes_and_credentials(tmp_path, monkeypatch):
+    from spatialprobe.config.wandb_login import require_wandb_login
     from spatialprobe.errors import ConfigError
-    from spatialprobe.loggers import require_wandb_login, wandb_mode
+    from spatialprobe.run.loggers import wandb_mode
 
     assert [wandb_mode(m) for m in ("offline", "dryrun", "online", "run", "disabled")] == [
         "offline", "offline", "online", "online", "disabled"]
@@ -147,9 +148,10 @@ def test_figures_run_holds_every_figure_chart_and_table_and_collect_reads_it_bac
     import pandas as pd
     import wandb
 
-    from spatialprobe.collect import collect_wandb
-    from spatialprobe.loggers import log_figures
-    from spatialprobe.plot import Chart, make_all, save_figure, write_table
+    from spatialprobe.report import Chart, save_figure
+    from spatialprobe.report.collect import collect_wandb
+    from spatialprobe.report.figures import make_all, write_table
+    from spatialprobe.run.loggers import log_figures
     from test_collect_plot import synthetic_table
     from wandb_offline import logged_json
 

@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 #: The repository's conf/ directory (the package is installed in editable mode from a checkout).
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-from . import resolvers as _resolvers  # noqa: E402  (config interpolations such as ${sp.grid_classes:...})
+from spatialprobe.config import resolvers as _resolvers  # noqa: E402  (config interpolations such as ${sp.grid_classes:...})
 
 _resolvers.register()

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__
-from .config import tool_entry
-from .errors import ConfigError, DataError
-from .schema import check_decode as validate  # no data, no model: returns the grid sizes
+from spatialprobe import __version__
+from spatialprobe.config.cli import tool_entry
+from spatialprobe.config.schema import check_decode as validate  # no data, no model: returns the grid sizes
+from spatialprobe.errors import ConfigError, DataError
 
 
 def checkpoints(cfg: DictConfig) -> list[Path]:
@@ -45,7 +45,7 @@ def checkpoints(cfg: DictConfig) -> list[Path]:
 
 def describe(tcfg: DictConfig) -> str:
     """A row label from a training config: the model, then what was changed for shift invariance."""
-    from .models.position import blurpool_mode
+    from spatialprobe.models.position import blurpool_mode
 
     parts = [str(tcfg.model.name)]
     if OmegaConf.select(tcfg, "task.name") == "augshift":
@@ -60,9 +60,9 @@ def latents(model, images, labels, mean, std, n: int, cells, batch_size: int):
     """Pooled latents of ``images`` (uint8 NHWC) pasted at ``cells`` of an n x n grid, through the frozen model."""
     import torch
 
-    from .data.grid import paste
-    from .data.loader import TensorBatches
-    from .position import model_device
+    from spatialprobe.data.grid import paste
+    from spatialprobe.data.loader import TensorBatches
+    from spatialprobe.position.probe import model_device
 
     out, start = [], 0
     with torch.no_grad():
@@ -105,14 +105,13 @@ def fit_readout(z_train, y_train, z_test, y_test, classes: int, permute: bool, c
 def decode_one(path: Path, grids: list[int], cfg: DictConfig) -> dict:
     import torch
 
-    from .data import build_datamodule
-    from .data.grid import fixed_cells
-    from .position import require_pooled_latent
-    from .rank import load_classifier
-    from .records import read_json, write_json_atomic
+    from spatialprobe.data import build_datamodule
+    from spatialprobe.data.grid import fixed_cells
+    from spatialprobe.position.probe import load_classifier, require_pooled_latent
+    from spatialprobe.run.records import read_json, write_json_atomic
 
     t0 = time.time()
-    from .position import pick_device
+    from spatialprobe.position.probe import pick_device
 
     model, tcfg = load_classifier(path)
     model.to(pick_device(str(cfg.device)))

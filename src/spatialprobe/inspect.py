@@ -14,19 +14,19 @@ import json
 import hydra
 from omegaconf import DictConfig
 
-from . import CONF_DIR
-from .config import hydra_entry
-from .errors import reported
-from .schema import validate_inspect
+from spatialprobe import CONF_DIR
+from spatialprobe.config.cli import hydra_entry
+from spatialprobe.config.schema import validate_inspect
+from spatialprobe.errors import reported
 
 
 def describe(cfg: DictConfig) -> dict:
     validate_inspect(cfg)  # before torch is imported: a bad K is answered at once
     import torch
 
-    from . import models, surgery
-    from .measure import count_flops, count_params, feature_maps, receptive_field
-    from .tasks import build_network
+    from spatialprobe import models, surgery
+    from spatialprobe.run.measure import count_flops, count_params, feature_maps, receptive_field
+    from spatialprobe.tasks import build_network
 
     torch.manual_seed(int(cfg.seed))
     size = int(cfg.dataset.image_size)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__
-from .config import get, tool_entry
-from .errors import ConfigError, DataError
-from .schema import check_rank as validate  # no data, no model: returns top_n's N
+from spatialprobe import __version__
+from spatialprobe.config.cli import tool_entry
+from spatialprobe.config.schema import check_rank as validate  # no data, no model: returns top_n's N
+from spatialprobe.errors import ConfigError
 
 
 def as_list(value) -> list:
@@ -34,24 +34,6 @@ def as_list(value) -> list:
 
 
 # --------------------------------------------------------------------------- classifiers
-def load_classifier(path: Path):
-    """The trained network of a spatialprobe.train checkpoint (its surgery included) and its config."""
-    from .errors import UserError
-    from .evaluate import load_checkpoint, restore_model
-
-    try:
-        ckpt, tcfg = load_checkpoint(path)
-    except UserError as err:
-        hint = "; use source=segmentation for torchvision DeepLab weights" if "not a spatialprobe" in str(err) else ""
-        raise DataError(f"{err}{hint}") from None
-    try:
-        model = restore_model(ckpt, tcfg)
-    except RuntimeError as err:
-        raise DataError(f"{path}: its weights do not fit the network its config describes "
-                        f"(model={tcfg.model.name}, method={get(tcfg, 'method.name')}): {str(err).splitlines()[0]}") from None
-    return model.eval(), tcfg
-
-
 def _half_masked(x, ranking: str):
     """Images whose content is only in the left (right) half: the other half set to 0 (the mean colour)."""
     if ranking == "overall":
@@ -69,9 +51,9 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
     """(probe batches(ranking), evaluation batches) for a classifier's data set; grids report per region."""
     import torch
 
-    from .data import build_datamodule
-    from .data.grid import GridDataModule, paste, region_of
-    from .data.loader import TensorBatches
+    from spatialprobe.data import build_datamodule
+    from spatialprobe.data.grid import GridDataModule, paste, region_of
+    from spatialprobe.data.loader import TensorBatches
 
     ds = OmegaConf.create(OmegaConf.to_container(tcfg.dataset, resolve=True))
     if cfg.data_root:
@@ -114,7 +96,7 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
 # --------------------------------------------------------------------------- the job
 def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
     """(DeepLab model, description): a checkpoint of spatialprobe.train (task=segment) or a plain state dict."""
-    from .segmentation import build_deeplab
+    from spatialprobe.position.segmentation import build_deeplab
 
     sc = cfg.segmentation
     if checkpoint is not None and checkpoint.is_file():
@@ -122,24 +104,25 @@ def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
 
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if isinstance(ckpt, dict) and "spatialprobe_config" in ckpt:
-            from .evaluate import restore_model
+            from spatialprobe.tasks import restore
 
             tcfg = OmegaConf.create(ckpt["spatialprobe_config"])
             if tcfg.model.arch != "deeplabv3_resnet50":
                 raise ConfigError("checkpoint", str(checkpoint), f"a {tcfg.model.arch} checkpoint; source=segmentation "
                                   "needs a deeplabv3_resnet50 (task=segment)", ["source=classifier"])
-            return restore_model(ckpt, tcfg).body.eval(), {"model": tcfg.model.name, "train_config": ckpt["spatialprobe_config"]}
+            return restore(ckpt, tcfg).body.eval(), {"model": tcfg.model.name, "train_config": ckpt["spatialprobe_config"]}
     return build_deeplab(int(sc.num_classes), checkpoint), {"model": sc.arch}
 
 
 def run(cfg: DictConfig) -> dict:
     sizes = validate(cfg)  # before torch is imported: a bad option is answered at once
-    from .position import (
+    from spatialprobe.position.probe import (
         ClassifierProbe,
         RegionAccuracy,
         channel_scores,
         check_sizes,
         flip_kernels,
+        load_classifier,
         pick_device,
         rank,
         require_pooled_latent,
@@ -158,7 +141,8 @@ def run(cfg: DictConfig) -> dict:
         probe_batches, eval_batches = classifier_data(tcfg, cfg)
         described = {"model": tcfg.model.name, "dataset": tcfg.dataset.name, "train_config": OmegaConf.to_container(tcfg)}
     else:
-        from .segmentation import CityscapesBatches, RegionIoU, SegmentationProbe
+        from spatialprobe.data.cityscapes import CityscapesBatches
+        from spatialprobe.position.segmentation import RegionIoU, SegmentationProbe
 
         sc = cfg.segmentation
         model, described = load_segmentation(cfg, checkpoint)
@@ -211,12 +195,12 @@ def run(cfg: DictConfig) -> dict:
         "wall_time_s": round(time.time() - t0, 2), "spatialprobe_version": __version__,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    from .records import write_json_atomic
+    from spatialprobe.run.records import write_json_atomic
 
     write_json_atomic(out, record)
     _print_summary(record, out)
     if cfg.figures:
-        from .position_figures import draw_all, masks_figure
+        from spatialprobe.report.position import draw_all, masks_figure
 
         folder = out.parent / f"{out.stem}-figures"
         for path in draw_all(record, folder):

@@ -21,10 +21,10 @@ from collections.abc import Callable
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from . import CONF_DIR
-from .config import hydra_entry
-from .errors import UserError, reported
-from .schema import check_search
+from spatialprobe import CONF_DIR
+from spatialprobe.config.cli import hydra_entry
+from spatialprobe.config.schema import check_search
+from spatialprobe.errors import UserError, reported
 
 
 def bisect_k(accuracy: Callable[[int], float], k_max: int, tolerance: float) -> tuple[int, dict[int, float]]:
@@ -51,7 +51,7 @@ def max_trainings(k_max: int) -> int:
 
 def _single_job(master: DictConfig) -> list[str]:
     """The experiment's job overrides with K left free: exactly one configuration, or a clear error."""
-    from .sweep import sweep_overrides
+    from spatialprobe.launch.sweep import sweep_overrides
 
     jobs = sweep_overrides(master, extra=["k=0"])
     if len(jobs) > 1:
@@ -71,11 +71,11 @@ def search(cfg: DictConfig, run_fn: Callable | None = None) -> dict:
     """Bisect K for the configuration ``cfg`` (a composed search_k config) and return the summary."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .records import write_json_atomic
-    from .sweep import compose_jobs, validate_jobs
+    from spatialprobe.launch.sweep import compose_jobs, validate_jobs
+    from spatialprobe.run.records import write_json_atomic
 
     if run_fn is None:
-        from .train import run as run_fn
+        from spatialprobe.launch.runner import run as run_fn
     units, k_max = check_search(cfg)
     metric = str(cfg.search.metric)
 

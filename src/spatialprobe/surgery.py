@@ -3,7 +3,7 @@
 This is where a method is applied to an architecture's units (the family answers where an op goes
 and what a unit's 1x1 version is; see :mod:`spatialprobe.models.base`). The checks of method, K,
 unit, patch size, downsample and strip against the architecture are
-:func:`spatialprobe.schema.check_method`. Units are the family's modifiable
+:func:`spatialprobe.config.schema.check_method`. Units are the family's modifiable
 blocks in forward order; K counts from the last one (K=0: unchanged), ``method.unit=i`` picks a
 single unit instead, ``method.strip=n`` removes the last n modified units altogether (depth
 ablation). Modules are replaced in place, so the result is still the torchvision model; new
@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .methods import METHODS
-from .methods.gap_fc import GlobalAvgPool, fc_equivalent
-from .models import SpatialNet
+from spatialprobe.methods import METHODS
+from spatialprobe.methods.gap_fc import GlobalAvgPool, fc_equivalent
+from spatialprobe.models import SpatialNet
+from spatialprobe.run.measure import dummy_forward
 
 
 @dataclass
@@ -87,16 +87,12 @@ def _refit_after_strip(model: SpatialNet, last_path: str, image_size: int) -> No
         raise _Stop
 
     handle = layer.register_forward_pre_hook(grab)
-    was_training = body.training
-    body.eval()
     try:
-        with torch.no_grad():
-            body(torch.zeros(2, 3, image_size, image_size))
+        dummy_forward(body, image_size, batch=2)
     except _Stop:
         pass
     finally:
         handle.remove()
-        body.train(was_training)
     c = seen.get("c")
     in_dim = layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
     if c is None or c == in_dim:

@@ -26,45 +26,10 @@ from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 
+from spatialprobe.launch.gpus import describe, gpu_slots, visible_gpus  # noqa: E402
+
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how often running jobs are checked
-
-
-def visible_gpus() -> list[str]:
-    """The GPU ids jobs may use: the entries of $CUDA_VISIBLE_DEVICES if set, else every GPU here."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip()]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def _describe(gpus: list[str]) -> str:
-    source = "CUDA_VISIBLE_DEVICES" if "CUDA_VISIBLE_DEVICES" in os.environ else "on this machine"
-    return f"{len(gpus)} GPU(s) visible ({source}: {','.join(gpus) or 'none'})"
-
-
-def check_gpus(per_job: int, gpus: list[str] | None = None) -> None:
-    """Refuse ``gpus_per_node`` above the number of visible GPUs (one line, exit 2 through spatialprobe)."""
-    from spatialprobe.errors import ConfigError
-
-    if per_job <= 0:
-        return
-    gpus = visible_gpus() if gpus is None else gpus
-    if per_job > len(gpus):
-        raise ConfigError("hydra.launcher.gpus_per_node", per_job, f"only {_describe(gpus)}",
-                          [f"0..{len(gpus)}"])
-
-
-def gpu_slots(gpus: list[str], slots: int, per_job: int) -> list[list[str]]:
-    """The GPUs of every slot of the window: slot i takes ``gpus[i*per_job:(i+1)*per_job]``; there are
-    ``slots`` of them, or fewer when fewer whole groups of ``per_job`` GPUs are visible."""
-    if per_job <= 0:
-        return [[] for _ in range(slots)]
-    check_gpus(per_job, gpus)
-    fit = min(slots, len(gpus) // per_job)
-    return [gpus[i * per_job:(i + 1) * per_job] for i in range(fit)]
 
 
 @dataclass
@@ -118,7 +83,7 @@ class BoundedLocalLauncher(LocalLauncher):
         slots = gpu_slots(gpus, wanted, per_job)
         if len(slots) < wanted:
             print(f"spatialprobe: warning: hydra/launcher=local: max_parallel={wanted} jobs x gpus_per_node={per_job} "
-                  f"need {wanted * per_job} GPUs, {_describe(gpus)}: running {len(slots)} job(s) at a time",
+                  f"need {wanted * per_job} GPUs, {describe(gpus)}: running {len(slots)} job(s) at a time",
                   file=sys.stderr, flush=True)
         return slots
 

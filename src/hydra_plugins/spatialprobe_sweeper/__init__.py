@@ -27,8 +27,8 @@ class GridsSweeper(BasicSweeper):
         self.grids = grids or []
 
     def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:  # type: ignore[override]
-        """The jobs of every grid (``spatialprobe.sweep.sweep_overrides``), in batches of ``max_batch_size``."""
-        from spatialprobe.sweep import sweep_overrides
+        """The jobs of every grid (``spatialprobe.launch.sweep.sweep_overrides``), in batches of ``max_batch_size``."""
+        from spatialprobe.launch.sweep import sweep_overrides
 
         jobs = sweep_overrides(self.config)
         n = max_batch_size or len(jobs) or 1

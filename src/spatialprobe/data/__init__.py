@@ -1,6 +1,6 @@
 """Data sets: sources that read files into uint8 arrays, and the datamodule that batches them.
 
-The dataset keys are checked by :func:`spatialprobe.schema.check_dataset` (no file is opened there);
+The dataset keys are checked by :func:`spatialprobe.config.schema.check_dataset` (no file is opened there);
 missing or malformed data is found here, where it is read.
 """
 
@@ -11,10 +11,17 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, DataError
-from . import detection, grid, imagefolder, smallimagenet
-from .datamodule import ArrayDataModule
-from .sources import Splits, has_cifar_batches, has_class_folders, is_archive, load_cifar, load_folder
+from spatialprobe.data import detection, grid, imagefolder, smallimagenet
+from spatialprobe.data.datamodule import ArrayDataModule
+from spatialprobe.data.sources import (
+    Splits,
+    has_cifar_batches,
+    has_class_folders,
+    is_archive,
+    load_cifar,
+    load_folder,
+)
+from spatialprobe.errors import ConfigError, DataError
 
 
 def native_size(ds: DictConfig) -> int:
@@ -38,7 +45,9 @@ def build_array_datamodule(cfg: DictConfig) -> ArrayDataModule:
 
 
 def build_imagefolder_datamodule(cfg: DictConfig) -> imagefolder.ImageFolderDataModule:
-    from ..tasks import context_margin  # shift consistency cuts its views from a larger test crop
+    from spatialprobe.config.schema import (
+        context_margin,  # shift consistency cuts its views from a larger test crop
+    )
 
     return imagefolder.ImageFolderDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed),
                                              channels_last=_channels_last(cfg), context=context_margin(cfg))
@@ -51,12 +60,12 @@ def build_grid_datamodule(cfg: DictConfig) -> grid.GridDataModule:
 
 
 def build_cityscapes_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    from ..segmentation import CityscapesDataModule
+    from spatialprobe.data.cityscapes import CityscapesDataModule
 
     return CityscapesDataModule(cfg.dataset, int(cfg.recipe.batch_size), int(cfg.seed), channels_last=_channels_last(cfg))
 
 
-#: dataset.kind (spatialprobe.schema.DATASET_KINDS) -> its datamodule builder
+#: dataset.kind (spatialprobe.config.schema.DATASET_KINDS) -> its datamodule builder
 KINDS = {
     "array": build_array_datamodule,
     "imagefolder": build_imagefolder_datamodule,

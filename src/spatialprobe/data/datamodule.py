@@ -11,13 +11,13 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from .loader import TensorBatches
-from .sources import Splits
-from .torchpath import ArrayImages, array_transform, make_loader
+from spatialprobe.data.loader import TensorBatches
+from spatialprobe.data.sources import Splits
+from spatialprobe.data.torchpath import ArrayImages, array_transform, make_loader
 
 log = logging.getLogger("spatialprobe")
 
-# dataset.loader: device | torch; dataset.placement: auto | device | host (spatialprobe.schema LOADERS, PLACEMENTS)
+# dataset.loader: device | torch; dataset.placement: auto | device | host (spatialprobe.config.schema LOADERS, PLACEMENTS)
 DEVICE_MEMORY_FRACTION = 0.5  # placement=auto: a split goes to the GPU if it takes at most this much of its free memory
 
 

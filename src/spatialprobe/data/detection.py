@@ -2,7 +2,7 @@
 
 Every sample is a uint8 image resized to ``image_size`` x ``image_size`` and a float target
 ``(m, 6)``: ``label, x0, y0, x1, y1, difficult`` per object, boxes in continuous pixel coordinates
-of the resized image (see :mod:`spatialprobe.voc_eval`). A batch is ``(images, targets, index)``:
+of the resized image (see :mod:`spatialprobe.tasks.voc_eval`). A batch is ``(images, targets, index)``:
 uint8 images normalised on the device (as for ImageNet), targets padded to the batch's largest
 object count with label -1, and each image's index in its split (Fig. 8 shows the first 11).
 
@@ -33,8 +33,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
@@ -46,9 +44,10 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError
-from ..schema import VOC_CLASSES, voc_set
-from .imagefolder import FileSetsDataModule
+from spatialprobe.config.schema import VOC_CLASSES, voc_set
+from spatialprobe.data.imagefolder import FileSetsDataModule
+from spatialprobe.errors import ConfigError, DataError
+from spatialprobe.run.files import atomic_file
 
 log = logging.getLogger("spatialprobe")
 
@@ -221,7 +220,7 @@ def _canvas_cache(ds: DictConfig, splits, cache_dir) -> Path | None:
 
 def load_canvases(ds: DictConfig, cache_dir) -> tuple[dict, list[str]]:
     """The cifar10_detect splits: built from the source images once, then read from the cache."""
-    from . import load_splits
+    from spatialprobe.data import load_splits
 
     src = OmegaConf.create(OmegaConf.to_container(ds, resolve=True))
     src.name, src.num_classes, src.image_size, src.native_size = ds.source, ds.source_classes, ds.source_size, None
@@ -253,7 +252,7 @@ def load_canvases(ds: DictConfig, cache_dir) -> tuple[dict, list[str]]:
 
 def _keep_classes(splits, names: list[str]):
     """Only the images of the classes ``names``, relabelled 0..len(names)-1 in that order."""
-    from .sources import Splits
+    from spatialprobe.data.sources import Splits
 
     unknown = [n for n in names if n not in splits.classes]
     if unknown:
@@ -269,11 +268,8 @@ def _keep_classes(splits, names: list[str]):
 
 def _write_npz(path: Path, arrays: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_file(path, "wb", sync=False) as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
     except OSError:
         pass  # the cache is an optimisation: an unwritable cache dir must not stop a run
 

@@ -9,7 +9,7 @@ Placement: for training a fresh cell per sample, drawn from stream (seed, cells,
 so identical seeds give identical epochs; for validation / test a fixed cell per image index,
 drawn once from ``dataset.placement_seed`` (the same for every run and every batch size). The
 canvases are built on the device, one batch at a time, by index arithmetic (:func:`paste`).
-The grid keys are checked by :func:`spatialprobe.schema.check_dataset` (``GRID_TARGETS``, ...).
+The grid keys are checked by :func:`spatialprobe.config.schema.check_dataset` (``GRID_TARGETS``, ...).
 Loaders can also yield where each object was placed (``with_cells``), which the position-channel
 ranking and switch-off use to report per region (:func:`region_of`).
 """
@@ -21,10 +21,10 @@ from collections.abc import Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..streams import generator
-from .datamodule import ArrayDataModule
-from .loader import TensorBatches
-from .sources import Splits
+from spatialprobe.data.datamodule import ArrayDataModule
+from spatialprobe.data.loader import TensorBatches
+from spatialprobe.data.sources import Splits
+from spatialprobe.run.streams import generator
 
 REGIONS = ("left", "centre", "right")
 

@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from ..errors import ConfigError, DataError
-from .datamodule import shards, train_batches
-from .torchpath import make_loader
+from spatialprobe.data.datamodule import shards, train_batches
+from spatialprobe.data.torchpath import make_loader
+from spatialprobe.errors import ConfigError, DataError
 
 EVAL_DIRS = ("val", "test")
 HINT = ("ImageNet must be laid out as <root>/train/<wnid>/<image>.JPEG and <root>/val/<wnid>/<image>.JPEG (move the "

@@ -6,7 +6,7 @@ Each batch is gathered with one ``index_select``, then randomly cropped (zero pa
 space, as torchvision's ``RandomCrop(padding=4)``), flipped and normalised for the whole batch at
 once on the device, and optionally resized to the model's input size (upsampled CIFAR). The order
 of an epoch is a permutation drawn from stream ``(seed, order, epoch)`` and the augmentation of
-batch b from stream ``(seed, augment, epoch, b)`` (:mod:`spatialprobe.streams`: no two of them
+batch b from stream ``(seed, augment, epoch, b)`` (:mod:`spatialprobe.run.streams`: no two of them
 coincide), so identical seeds give identical batches. The loader is *stateful* in
 Lightning's sense: a checkpoint taken mid-epoch records how many batches of the epoch were
 trained, and a run resumed from it continues with exactly the batches an uninterrupted run
@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch.nn import functional as F
 
-from ..streams import generator
+from spatialprobe.run.streams import generator
 
 
 def crop_view(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
@@ -40,15 +40,6 @@ def crop_view(x: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
 def flip_rows(n: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
     """Indices of the images to mirror (each with probability 1/2)."""
     return (torch.rand(n, generator=g) < 0.5).nonzero().squeeze(1).to(device)
-
-
-def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of a uint8 NHWC batch; NHWC out."""
-    out = crop_view(x, pad, g).contiguous() if pad > 0 else x.permute(0, 3, 1, 2).contiguous()
-    if flip:
-        rows = flip_rows(len(x), g, x.device)
-        out[rows] = out[rows].flip(-1)
-    return out.permute(0, 2, 3, 1)
 
 
 class TensorBatches:

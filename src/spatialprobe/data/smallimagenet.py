@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .sources import Splits
+from spatialprobe.data.sources import Splits
+from spatialprobe.errors import DataError
 
 FILES = {"train": [f"train_data_batch_{i}" for i in range(1, 11)], "test": ["val_data"]}
 SUFFIXES = ("", ".npz", ".pkl", ".pickle")

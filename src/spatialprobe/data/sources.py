@@ -22,7 +22,6 @@ import io
 import os
 import pickle
 import tarfile
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DataError
+from spatialprobe.errors import DataError
+from spatialprobe.run.files import atomic_file
 
 TRAIN_SPLIT_NAMES = ("train",)
 EVAL_SPLIT_NAMES = ("test", "val")
@@ -285,11 +285,8 @@ def _decoding_lock(cache: Path | None):
 
 def _write_cache(path: Path, splits: Splits) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_file(path, "wb", sync=False) as fh:
             arrays = {f"x_{s}": a for s, a in splits.x.items()} | {f"y_{s}": a for s, a in splits.y.items()}
             np.savez(fh, splits=np.array(list(splits.x)), classes=np.array(splits.classes), **arrays)
-        os.replace(tmp, path)
     except OSError:
         pass  # the cache is an optimisation: an unwritable cache dir must not stop a run

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from ..streams import generator
+from spatialprobe.run.streams import generator
 
 
 def array_transform(augment: bool, mean: Sequence[float], std: Sequence[float], pad: int = 4,

@@ -25,3 +25,8 @@ class StochasticOp(nn.Module):
 
     def extra_repr(self) -> str:
         return f"train={self.active_train}, test={self.active_test}"
+
+
+def switches(cfg) -> dict:
+    """``method.train`` / ``method.test`` (default on) as the keyword arguments of a :class:`StochasticOp`."""
+    return {"train": bool(cfg.get("train", True)), "test": bool(cfg.get("test", True))}

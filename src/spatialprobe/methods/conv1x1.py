@@ -1,6 +1,6 @@
 """conv1x1: every 3x3 (kxk) conv of a modified unit becomes 1x1.
 
-Where the conv down-samples, ``downsample`` (choices: ``spatialprobe.schema.DOWNSAMPLE``) decides how: ``avgpool`` (2x2 average pool, the
+Where the conv down-samples, ``downsample`` (choices: ``spatialprobe.config.schema.DOWNSAMPLE``) decides how: ``avgpool`` (2x2 average pool, the
 default), ``maxpool`` (2x2 max pool), or ``stride`` (keep the stride on the 1x1 conv). The pools
 use ceil mode, so the output size equals the strided conv's for odd sizes too. The same choice
 is applied to the unit's skip branch by the surgery.
@@ -9,6 +9,9 @@ is applied to the unit's skip branch by the surgery.
 from __future__ import annotations
 
 from torch import nn
+
+#: This method's kind, read without importing this module by spatialprobe.config.facts.
+KIND = "conv1x1"
 
 
 def pool2x2(kind: str, stride: int = 2) -> nn.Module:

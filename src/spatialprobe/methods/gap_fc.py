@@ -11,9 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: This method's kind, read without importing this module by spatialprobe.config.facts.
+KIND = "gap_fc"
 
-class GlobalAvgPool(nn.Module):
-    """(N, C, H, W) -> (N, C, 1, 1)."""
+
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """(N, C, H, W) -> (N, C, 1, 1): an adaptive average pool to 1x1 (so measurements know it as one)."""
+
+    def __init__(self):
+        super().__init__(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=(2, 3), keepdim=True)

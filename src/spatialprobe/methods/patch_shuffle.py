@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import StochasticOp
-from .spatial_shuffle import permute_positions
+from spatialprobe.methods.base import StochasticOp, switches
+from spatialprobe.methods.spatial_shuffle import permute_positions
+
+#: This method's kind, read without importing this module by spatialprobe.config.facts.
+KIND = "op"
 
 
 class PatchShuffle(StochasticOp):
@@ -22,3 +25,8 @@ class PatchShuffle(StochasticOp):
 
     def extra_repr(self) -> str:
         return f"patch_size={self.patch_size}, {super().extra_repr()}"
+
+
+def make_op(cfg) -> PatchShuffle:
+    """A fresh op for one shuffle site, from the method's config (``method.train`` / ``method.test``)."""
+    return PatchShuffle(int(cfg.patch_size), **switches(cfg))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from .base import StochasticOp
+from spatialprobe.methods.base import StochasticOp, switches
+
+#: This method's kind, read without importing this module by spatialprobe.config.facts.
+KIND = "op"
 
 
 def _tile_ids(h: int, w: int, patch: int | None, device: torch.device) -> torch.Tensor | None:
@@ -88,3 +91,8 @@ class SpatialShuffle(StochasticOp):
 
     def apply_op(self, x: torch.Tensor) -> torch.Tensor:
         return permute_positions(x)
+
+
+def make_op(cfg) -> SpatialShuffle:
+    """A fresh op for one shuffle site, from the method's config (``method.train`` / ``method.test``)."""
+    return SpatialShuffle(**switches(cfg))

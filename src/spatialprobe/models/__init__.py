@@ -1,28 +1,28 @@
 """Model builders: a registry of architecture families over torchvision models.
 
-The model keys are checked by :func:`spatialprobe.schema.check_model` (no torch needed); the unit
-count of every architecture lives there too (``schema.UNIT_COUNTS``, held against these builds by
-tests/test_schema.py).
+The model keys are checked by :func:`spatialprobe.config.schema.check_model` (no torch needed), from the
+facts every family module declares beside its adapter (``FACTS``: unit counts, narrowest layer, stems,
+strided max-pool; :mod:`spatialprobe.config.facts`). A family module defines ``FAMILY``, its adapter;
+this registry imports the modules that declare facts, so adding an architecture family is its module
+and its yaml.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from omegaconf import DictConfig
 
-from ..schema import unit_count
-from . import position
-from .base import Family, SpatialNet, init_like_torchvision
-from .deeplab import DeepLabFamily
-from .mlp import MLPFamily
-from .mobilenet import MobileNetV2Family
-from .pretrained import load_pretrained
-from .resnet import ResNetFamily
-from .squeezenet import SqueezeNetFamily
-from .vgg import VGGFamily
+from spatialprobe.config.facts import arch_facts
+from spatialprobe.config.schema import unit_count
+from spatialprobe.models import position
+from spatialprobe.models.base import Family, SpatialNet, init_like_torchvision
+from spatialprobe.models.pretrained import load_pretrained
 
-FAMILIES: list[Family] = [VGGFamily(), ResNetFamily(), MobileNetV2Family(), SqueezeNetFamily(), DeepLabFamily(),
-                          MLPFamily()]
-ARCHS: dict[str, Family] = {arch: fam for fam in FAMILIES for arch in fam.archs}
+#: every architecture -> the family that builds it (the family modules that declare FACTS)
+ARCHS: dict[str, Family] = {arch: import_module(f"spatialprobe.models.{fact['module']}").FAMILY
+                            for arch, fact in arch_facts().items()}
+FAMILIES: list[Family] = list({id(f): f for f in ARCHS.values()}.values())
 
 
 def build_model(model_cfg: DictConfig, num_classes: int, image_size: int) -> SpatialNet:

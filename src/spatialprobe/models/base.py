@@ -50,7 +50,7 @@ class Family:
     fit plain units: shuffle before every kxk conv, no skip branch, every kxk conv made 1x1.
     """
 
-    archs: tuple[str, ...] = ()  # their unit counts: spatialprobe.schema.UNIT_COUNTS
+    archs: tuple[str, ...] = ()  # their unit counts: spatialprobe.config.schema.UNIT_COUNTS
     #: attribute name of a unit's skip projection (ignored by the receptive-field walk)
     skip_branch: str | None = None
 
@@ -71,7 +71,7 @@ class Family:
 
     def conv1x1(self, unit: nn.Module, downsample: str) -> nn.Module:
         """The unit with every kxk conv made 1x1 (and its skip branch down-sampled the same way)."""
-        from ..methods.conv1x1 import pooled_skip, to_1x1
+        from spatialprobe.methods.conv1x1 import pooled_skip, to_1x1
 
         convs = [(name, m) for name, m in unit.named_modules() if isinstance(m, nn.Conv2d) and max(m.kernel_size) > 1]
         for name, conv in convs:

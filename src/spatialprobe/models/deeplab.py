@@ -16,8 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import DataError
-from .resnet import ResNetFamily
+from spatialprobe.errors import DataError
+from spatialprobe.models.resnet import ResNetFamily
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "deeplabv3_resnet50": {"units": 16, "narrowest": ["conv1 and layer1", 64], "full_width_only": True,
+                           "strided_maxpool": "always"},
+}
 
 
 def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
@@ -35,7 +41,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 
 
 class DeepLabFamily(ResNetFamily):
-    archs = ("deeplabv3_resnet50",)
+    archs = tuple(FACTS)
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         from torchvision.models.segmentation import deeplabv3_resnet50
@@ -57,3 +63,6 @@ class DeepLabFamily(ResNetFamily):
 
     def forward_head(self, body: nn.Module, z: torch.Tensor) -> torch.Tensor:
         raise TypeError("DeepLab's decoder reads the backbone map, not its pooled latent")
+
+
+FAMILY = DeepLabFamily()

@@ -11,13 +11,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..schema import scaled
-from .base import Family
+from spatialprobe.config.schema import scaled
+from spatialprobe.models.base import Family
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "mlp": {"units": 0, "narrowest": ["the hidden layer", 512], "strided_maxpool": "never"},
+}
 
 
 class MLPFamily(Family):
-    archs = ("mlp",)
-    unit_counts = {"mlp": 0}
+    archs = tuple(FACTS)
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         hidden = scaled(int(cfg.get("hidden", 512)), float(cfg.width))
@@ -32,3 +36,6 @@ class MLPFamily(Family):
 
     def forward_head(self, body: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return body[3](z)
+
+
+FAMILY = MLPFamily()

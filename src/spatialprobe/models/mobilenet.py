@@ -12,9 +12,14 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from ..methods.conv1x1 import pool2x2
-from ..schema import resolve_stem
-from .base import Family
+from spatialprobe.config.schema import resolve_stem
+from spatialprobe.methods.conv1x1 import pool2x2
+from spatialprobe.models.base import Family
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "mobilenet_v2": {"units": 17, "narrowest": ["features.1", 16], "width_divisor": 8, "strided_maxpool": "never"},
+}
 
 
 def _depthwise_index(block: nn.Module) -> int:
@@ -37,7 +42,7 @@ class ShuffledSkipResidual(nn.Module):
 
 
 class MobileNetV2Family(Family):
-    archs = ("mobilenet_v2",)
+    archs = tuple(FACTS)
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         body = mobilenet_v2(num_classes=num_classes, width_mult=float(cfg.width))
@@ -70,3 +75,6 @@ class MobileNetV2Family(Family):
 
     def forward_head(self, body: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return body.classifier(z)
+
+
+FAMILY = MobileNetV2Family()

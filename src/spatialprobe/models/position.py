@@ -17,7 +17,7 @@
   filter size (default 4, Zhang's default; 3 is [1, 2, 1]). The blur pads by reflection, as
   Zhang's layer does (replication on maps too small to reflect), whatever ``model.padding`` says.
 
-Their choices and checks: :func:`spatialprobe.schema.check_model` (``HEADS``, ``PADDING_MODES``, ...).
+Their choices and checks: :func:`spatialprobe.config.schema.check_model` (``HEADS``, ``PADDING_MODES``, ...).
 
 The changes live inside the torchvision body (its ``avgpool`` / ``fc`` / ``classifier``), so the
 body's own forward and the family's seam keep working: ``pool`` returns the latent *before* the
@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn import functional as F
 
-from ..schema import blurpool_mode  # model.blurpool as none / pool / full
+from spatialprobe.config.schema import blurpool_mode  # model.blurpool as none / pool / full
 
 
 def binomial_kernel(size: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from spatialprobe.errors import ConfigError, DataError
 
 CLASSIFIERS = ("fc.", "classifier.")
 

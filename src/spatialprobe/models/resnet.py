@@ -1,6 +1,6 @@
 """ResNet-18/50/152 (torchvision). Units: the residual blocks in forward order.
 
-``model.stem`` (choices: ``spatialprobe.schema.STEMS``): ``imagenet`` keeps torchvision's 7x7 stride-2 conv + max-pool; ``cifar`` uses a
+``model.stem`` (choices: ``spatialprobe.config.schema.STEMS``): ``imagenet`` keeps torchvision's 7x7 stride-2 conv + max-pool; ``cifar`` uses a
 3x3 stride-1 conv and no max-pool (32 px inputs end in a 4x4 map); ``imagenet_nopool`` keeps the
 7x7 stride-2 conv without the max-pool; ``auto`` picks ``cifar`` up to 64 px, else ``imagenet``.
 ``model.width`` scales every stage's channels (torchvision's own ``_make_layer`` builds them).
@@ -12,8 +12,17 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ..schema import resolve_stem, scaled
-from .base import Family, init_like_torchvision
+from spatialprobe.config.schema import resolve_stem, scaled
+from spatialprobe.models.base import Family, init_like_torchvision
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "resnet18": {"units": 8, "narrowest": ["conv1 and layer1", 64], "strided_maxpool": "imagenet_stem"},
+    "resnet34": {"units": 16, "narrowest": ["conv1 and layer1", 64], "strided_maxpool": "imagenet_stem"},
+    "resnet50": {"units": 16, "narrowest": ["conv1 and layer1", 64], "strided_maxpool": "imagenet_stem"},
+    "resnet101": {"units": 33, "narrowest": ["conv1 and layer1", 64], "strided_maxpool": "imagenet_stem"},
+    "resnet152": {"units": 50, "narrowest": ["conv1 and layer1", 64], "strided_maxpool": "imagenet_stem"},
+}
 
 LAYOUTS = {
     "resnet18": (BasicBlock, [2, 2, 2, 2]),
@@ -27,7 +36,7 @@ class ResNetFamily(Family):
     one in a bottleneck) and, with its own permutation, before the skip branch, so the block
     cannot route positions around it."""
 
-    archs = tuple(LAYOUTS)
+    archs = tuple(FACTS)
     skip_branch = "downsample"
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
@@ -69,3 +78,6 @@ class ResNetFamily(Family):
 
     def forward_head(self, body: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return body.fc(z)
+
+
+FAMILY = ResNetFamily()

@@ -13,12 +13,18 @@ from torch import nn
 from torchvision.models import squeezenet1_0
 from torchvision.models.squeezenet import Fire
 
-from ..schema import resolve_stem, scaled
-from .base import Family
+from spatialprobe.config.schema import resolve_stem, scaled
+from spatialprobe.models.base import Family
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "squeezenet1_0": {"units": 8, "narrowest": ["the squeeze convs of the first two fire modules", 16],
+                      "strided_maxpool": "always"},
+}
 
 
 class SqueezeNetFamily(Family):
-    archs = ("squeezenet1_0",)
+    archs = tuple(FACTS)
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         width = float(cfg.width)
@@ -61,3 +67,6 @@ class SqueezeNetFamily(Family):
         # SqueezeNet classifies with a 1x1 conv before pooling; on the pooled latent that conv is
         # the same linear map, so the head acts on z as a 1x1 map.
         return torch.flatten(body.classifier(z[:, :, None, None]), 1)
+
+
+FAMILY = SqueezeNetFamily()

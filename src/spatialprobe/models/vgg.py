@@ -11,12 +11,18 @@ import torch
 from torch import nn
 from torchvision.models.vgg import VGG, cfgs, make_layers
 
-from ..schema import scaled
-from .base import Family, init_like_torchvision
+from spatialprobe.config.schema import scaled
+from spatialprobe.models.base import Family, init_like_torchvision
+
+#: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
+FACTS = {
+    "vgg16_bn": {"units": 13, "narrowest": ["features.0, the first conv", 64], "strided_maxpool": "always"},
+}
+
 
 
 class VGGFamily(Family):
-    archs = ("vgg16_bn",)
+    archs = tuple(FACTS)
 
     def build(self, arch: str, cfg, num_classes: int, image_size: int) -> nn.Module:
         width, fc, dropout = float(cfg.width), int(cfg.get("fc_width", 4096)), float(cfg.get("dropout", 0.5))
@@ -50,3 +56,6 @@ class VGGFamily(Family):
 
     def forward_head(self, body: nn.Module, z: torch.Tensor) -> torch.Tensor:
         return body.classifier(z)
+
+
+FAMILY = VGGFamily()

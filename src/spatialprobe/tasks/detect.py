@@ -23,7 +23,7 @@ feature map."
   scores above ``detect.score_threshold``, per-class non-maximum suppression at IoU
   ``detect.nms_iou`` (torchvision's ``batched_nms``), the best ``detect.max_detections`` per image.
 * **Evaluation**: :class:`VOCMeanAP` (a torchmetrics ``Metric``, exact under DDP) collects the
-  detections and ground truth of every image, and :func:`spatialprobe.voc_eval.evaluate` gives
+  detections and ground truth of every image, and :func:`spatialprobe.tasks.voc_eval.evaluate` gives
   mAP@0.5 (VOC 2007 11-point and all-point) and S0 Fig. 9's error shares.
 """
 
@@ -31,13 +31,16 @@ from __future__ import annotations
 
 import torch
 import torchmetrics
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops import batched_nms
 
-from . import voc_eval
-from .models import SpatialNet, init_like_torchvision
-from .module import Classifier
+from spatialprobe.models import SpatialNet, init_like_torchvision
+from spatialprobe.run.measure import dummy_forward
+from spatialprobe.run.records import rounded
+from spatialprobe.tasks import voc_eval
+from spatialprobe.tasks.base import Task, TaskModule
 
 STAGES = ("val", "test")
 EXAMPLES = 11  # S0 Fig. 8: "the first 11 images in the test set"
@@ -79,11 +82,7 @@ class Detector(nn.Module):
         backbone.family.drop_classifier(backbone.body)
         self.backbone = backbone
         self.num_classes, self.boxes, self.image_size = int(num_classes), int(boxes), int(image_size)
-        with torch.no_grad():
-            was = backbone.training
-            backbone.eval()
-            f = backbone.forward_features(torch.zeros(1, 3, image_size, image_size))
-            backbone.train(was)
+        f = dummy_forward(backbone, image_size, backbone.forward_features)
         if f.dim() != 4:
             raise ValueError(f"{backbone.arch}: the backbone gives no spatial map at {image_size} px")
         self.head = YoloHead(f.shape[1], self.boxes * 5 + self.num_classes, head_stride)
@@ -205,7 +204,7 @@ def decode(out: torch.Tensor, image_size: int, boxes: int, score_threshold: floa
 
 # --------------------------------------------------------------------------- evaluation
 class VOCMeanAP(torchmetrics.Metric):
-    """Detections and ground truth of every image evaluated (:func:`spatialprobe.voc_eval.evaluate`).
+    """Detections and ground truth of every image evaluated (:func:`spatialprobe.tasks.voc_eval.evaluate`).
 
     Rows are kept flat with their image index and the update that added them, so that DDP's gather
     (which concatenates) keeps them apart and an image seen twice (a padded distributed sampler)
@@ -275,20 +274,20 @@ def examples(result: dict, show_threshold: float, count: int = EXAMPLES, max_box
     return out
 
 
-class DetectionModule(Classifier):
+class DetectionModule(TaskModule):
     """Trains a :class:`Detector` with the YOLO loss; logs ``{stage}_loss`` and the loss parts, and for
     validation / test ``{stage}_map50`` (11-point), ``{stage}_map50_all_point`` and the error shares
     ``{stage}_err_<type>``. Every test run's full evaluation is kept in ``test_results``."""
 
     def __init__(self, model: Detector, num_classes: int, recipe: dict, config: dict | None = None,
                  steps_per_epoch=None, detect: dict | None = None, class_names: list[str] | None = None):
-        super().__init__(model, num_classes, recipe, config, steps_per_epoch)
-        del self.train_metrics, self.val_metrics, self.test_metrics  # no top-k accuracy: detection reports mAP
+        super().__init__(model, recipe, config, steps_per_epoch)
+        self.num_classes = num_classes
         self.detect = dict(detect or {})
         self.maps = nn.ModuleDict({s: VOCMeanAP(num_classes, class_names) for s in STAGES})
         self.test_results: list[dict] = []
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def step(self, batch, stage: str) -> torch.Tensor:
         x, targets, index = batch
         out = self(x)
         d = self.detect
@@ -316,9 +315,6 @@ class DetectionModule(Classifier):
             self.log(f"{stage}_err_{kind}", share, sync_dist=True)
         return result
 
-    def on_train_epoch_end(self) -> None:
-        pass
-
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")
 
@@ -327,3 +323,38 @@ class DetectionModule(Classifier):
         result["examples"] = examples(result, float(self.detect.get("show_threshold", 0.2)))
         del result["by_image"]
         self.test_results.append(result)
+
+
+class Detect(Task):
+    """S0's detector: the registry network (already modified) as backbone of :class:`Detector`."""
+
+    name = "detect"
+
+    def network(self, cfg: DictConfig, model: nn.Module) -> nn.Module:
+        return Detector(model, int(cfg.dataset.num_classes), int(cfg.dataset.image_size), int(cfg.detect.boxes),
+                        int(cfg.detect.head_stride))
+
+    def module(self, cfg: DictConfig, network: nn.Module, config: dict, steps_per_epoch=None,
+               datamodule=None) -> DetectionModule:
+        return DetectionModule(network, int(cfg.dataset.num_classes), self.recipe(cfg), config=config,
+                               steps_per_epoch=steps_per_epoch,
+                               detect=OmegaConf.to_container(cfg.detect, resolve=True),
+                               class_names=getattr(datamodule, "classes", None))
+
+    def record_fields(self, cfg: DictConfig, module: DetectionModule) -> dict:
+        """mAP and error shares of the final network (``map50`` ...) and of the best-validation checkpoint
+        (``map50_best`` ...), AP per class, the boxes of the first test images (S0 Figs. 8, 9)."""
+        final, best = module.test_results[0], module.test_results[-1]
+        return {
+            "map50": rounded(final["map50"]), "map50_all_point": rounded(final["map50_all_point"]),
+            "map50_best": rounded(best["map50"]), "map50_all_point_best": rounded(best["map50_all_point"]),
+            "ap50": {k: rounded(v) for k, v in final["ap50"].items()},
+            "errors": {k: rounded(v) for k, v in final["errors"].items()},
+            "errors_best": {k: rounded(v) for k, v in best["errors"].items()},
+            "errors_analysed": int(final["errors_analysed"]),
+            "test_images": int(final["images"]),
+            "examples": final["examples"],
+        }
+
+
+TASK = Detect()

@@ -5,12 +5,12 @@
 * before any job is launched it expands the sweep exactly as Hydra's basic sweeper will
   (``hydra.sweeper.params`` of the experiment, then the command line), composes every job's config
   (:func:`expand_jobs`; a typo in a key is one line naming the closest keys) and validates it
-  (:mod:`spatialprobe.schema`: k in range for its model, every key), checks that no two jobs share a
+  (:mod:`spatialprobe.config.schema`: k in range for its model, every key), checks that no two jobs share a
   run directory and that a SLURM launcher has ``sbatch`` to submit with. Any problem stops the sweep
   with one line and exit status 2, before a directory is created or a job submitted;
 * with ``dry_run=true`` it lists the jobs (run dir, complete or to do) and stops;
 * while the jobs run it prints a line per job as it starts and ends, with the sweep's ETA
-  (:class:`spatialprobe.progress.SweepProgress`, from the jobs' records: any launcher);
+  (:class:`spatialprobe.launch.progress.SweepProgress`, from the jobs' records: any launcher);
 * after the sweep it reads every job's record and prints a summary; a sweep with failed runs
   exits with status 1 (the failed runs keep ``status: failed`` and the reason in their records).
 """
@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .config import get
-from .errors import UserError, reported
-from .records import RECORD_NAME, read_json
+from spatialprobe.config.checks import get
+from spatialprobe.errors import UserError, reported
+from spatialprobe.run.records import RECORD_NAME, read_json
 
 if TYPE_CHECKING:
-    from .progress import SweepProgress
+    from spatialprobe.launch.progress import SweepProgress
 
 
 @dataclass
@@ -240,7 +240,7 @@ class _Composition:
 
     def exact(self, values: list) -> DictConfig:
         """The job's config as Hydra composes it: a copy of the composition with ``values`` applied."""
-        from .hydra_private import apply_overrides
+        from spatialprobe.launch.hydra_private import apply_overrides
 
         job_cfg = _copy(self.config)
         apply_overrides(job_cfg, values)
@@ -248,7 +248,7 @@ class _Composition:
 
     def check_keys(self, values: list) -> None:
         """A plain override of a key the composition lacks: one line naming the closest keys."""
-        from .config import unknown_key
+        from spatialprobe.config.checks import unknown_key
 
         for o in values:
             if not (o.is_add() or o.is_force_add() or o.is_hydra_override()) \
@@ -266,7 +266,7 @@ def _option_files(group: str, option: str) -> tuple[list[dict], list[str]] | Non
     """The yaml bodies of a group option and of the options of its own group it builds on (``- _base``),
     and the defaults that name other groups (``override /recipe``, ``/x@y``); None for an option with a
     ``@package`` header or not in conf/ (such options are left to Hydra)."""
-    from . import CONF_DIR
+    from spatialprobe import CONF_DIR
 
     path = CONF_DIR / group / f"{option}.yaml"
     if not path.is_file() or "@package" in path.read_text():
@@ -292,7 +292,7 @@ def _swapped(master: DictConfig, choices: dict, swaps: dict[str, str]) -> DictCo
     ``@package _global_`` option such as an experiment, or another option's defaults other than an
     ``override`` of the group's choice, which the job's own choice beats) writes into the group.
     None otherwise (then Hydra composes it)."""
-    from . import CONF_DIR
+    from spatialprobe import CONF_DIR
 
     writers: list[dict] = [OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{master.hydra.job.config_name}.yaml"),
                                                   resolve=False)]
@@ -328,7 +328,7 @@ def _jobs(config: DictConfig, job_overrides: list[list[str]] | None, quick: bool
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .hydra_private import override_dirname
+    from spatialprobe.launch.hydra_private import override_dirname
 
     loader = GlobalHydra.instance().config_loader()
     parser = OverridesParser.create()
@@ -409,15 +409,14 @@ def check_launcher(config: DictConfig) -> None:
         raise UserError("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH on this machine; "
                         "run the sweep on a cluster login node, or locally with hydra/launcher=local")
     if target.endswith("BoundedLocalLauncher"):
-        from hydra_plugins.spatialprobe_launcher import check_gpus
-
-        from .schema import check_local_launcher
+        from spatialprobe.config.schema import check_local_launcher
+        from spatialprobe.launch.gpus import check_gpus
 
         check_gpus(check_local_launcher(config))
 
 
 def validate_jobs(jobs: list[Job]) -> None:
-    from .schema import validate_train as validate
+    from spatialprobe.config.schema import validate_train as validate
 
     seen: dict[Path, Job] = {}
     for job in jobs:
@@ -439,7 +438,7 @@ def job_label(job: Job, varying: set[str]) -> str:
 
 
 def progress_of(jobs: list[Job]) -> SweepProgress:
-    from .progress import SweepProgress
+    from spatialprobe.launch.progress import SweepProgress
 
     common = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     varying = {o for j in jobs for o in j.overrides} - common
@@ -467,7 +466,7 @@ class SweepCheck(Callback):
             self.jobs = expand_jobs(config)
             validate_jobs(self.jobs)
         if config.get("dry_run"):
-            from . import cost
+            from spatialprobe.launch import cost
 
             costs, total = [""] * len(self.jobs), None
             if self.jobs and cost.requested(self.jobs[0].config):

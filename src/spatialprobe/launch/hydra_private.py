@@ -1,7 +1,7 @@
 """The pieces of Hydra's private API (``hydra._internal``) that spatialprobe relies on, and only here.
 
 Hydra has no public way to apply ``key=value`` overrides to an already composed config, nor to
-name a job's directory from its overrides; :func:`spatialprobe.sweep.compose_jobs` needs both to
+name a job's directory from its overrides; :func:`spatialprobe.launch.sweep.compose_jobs` needs both to
 check a 150-job sweep without composing 150 defaults lists. tests/test_hydra_private.py pins the
 behaviour relied on against Hydra's public ``compose`` and a real multirun, so a Hydra upgrade
 that changes it fails there, not in a sweep.

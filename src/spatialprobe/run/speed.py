@@ -7,7 +7,7 @@
 * ``trainer.precision``: Lightning's (``32-true``, ``16-mixed``, ``bf16-mixed``, ...). Checked
   against the device before anything runs: bf16 on a GPU without bfloat16 is an error naming the
   alternatives; fp16 autocast on the CPU falls back to bf16 with a one-line warning.
-* The values are checked by :mod:`spatialprobe.schema` (``COMPILE``, ``PRECISIONS``); the checks
+* The values are checked by :mod:`spatialprobe.config.schema` (``COMPILE``, ``PRECISIONS``); the checks
   that need the device are :func:`check_devices`.
 * DDP: ``trainer=ddp trainer.devices=N trainer.num_nodes=M`` (one process per device). Under
   SLURM, ``ntasks-per-node`` must equal ``trainer.devices``; this is checked against the job's
@@ -21,10 +21,9 @@ import os
 import shutil
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .config import get
-from .errors import ConfigError
+from spatialprobe.errors import ConfigError
 
 log = logging.getLogger("spatialprobe")
 
@@ -33,7 +32,7 @@ GPU_ACCELERATORS = ("gpu", "cuda")
 
 
 def _devices(cfg: DictConfig) -> int | None:
-    devices = get(cfg, "trainer.devices")
+    devices = OmegaConf.select(cfg, "trainer.devices")
     if isinstance(devices, bool):
         return None
     if isinstance(devices, int):
@@ -61,8 +60,8 @@ def _launcher_tasks_per_node() -> int | None:
 def check_devices(cfg: DictConfig) -> list[str]:
     """Checks against the hardware this process sees; raise ConfigError, or return warnings (logged)."""
     warnings: list[str] = []
-    accelerator = str(get(cfg, "trainer.accelerator", "auto"))
-    precision = str(get(cfg, "trainer.precision", "32-true"))
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default="32-true"))
     precision = ALIASES.get(precision, precision)
     gpu = uses_gpu(cfg)
     devices = _devices(cfg)
@@ -80,8 +79,8 @@ def check_devices(cfg: DictConfig) -> list[str]:
     if not gpu and precision == "16-mixed":
         warnings.append("trainer.precision=16-mixed: fp16 autocast does not exist on the CPU; Lightning uses "
                         "bf16-mixed instead")
-    if get(cfg, "model.compile", False) and not gpu and not (shutil.which("g++") or shutil.which("clang++")):
-        raise ConfigError("model.compile", get(cfg, "model.compile"), "torch.compile on the CPU needs a C++ "
+    if OmegaConf.select(cfg, "model.compile", default=False) and not gpu and not (shutil.which("g++") or shutil.which("clang++")):
+        raise ConfigError("model.compile", OmegaConf.select(cfg, "model.compile"), "torch.compile on the CPU needs a C++ "
                           "compiler (g++ or clang++) on PATH", [False])
     _check_slurm_tasks(cfg, devices)
     for w in warnings:
@@ -91,7 +90,7 @@ def check_devices(cfg: DictConfig) -> list[str]:
 
 def _check_slurm_tasks(cfg: DictConfig, devices: int | None) -> None:
     """One process per device: SLURM's tasks per node must equal trainer.devices for DDP."""
-    if devices is None or not str(get(cfg, "trainer.strategy", "auto")).startswith("ddp"):
+    if devices is None or not str(OmegaConf.select(cfg, "trainer.strategy", default="auto")).startswith("ddp"):
         return
     for source, value in (("the SLURM job's SLURM_NTASKS_PER_NODE", os.environ.get("SLURM_NTASKS_PER_NODE")),
                           ("hydra.launcher.tasks_per_node", _launcher_tasks_per_node())):
@@ -127,7 +126,7 @@ def onednn_unsafe_convs(model: torch.nn.Module) -> list[str]:
 
 
 def uses_gpu(cfg: DictConfig) -> bool:
-    accelerator = str(get(cfg, "trainer.accelerator", "auto"))
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
     return accelerator in GPU_ACCELERATORS or (accelerator == "auto" and torch.cuda.is_available())
 
 
@@ -138,7 +137,7 @@ def apply(model: torch.nn.Module, cfg: DictConfig) -> bool:
     layer of :func:`onednn_unsafe_convs` stays in NCHW memory, with one warning line: channels_last
     would hang or crash its backward pass on AVX2 CPUs.
     """
-    channels_last = bool(get(cfg, "model.channels_last", False))
+    channels_last = bool(OmegaConf.select(cfg, "model.channels_last", default=False))
     if channels_last and not uses_gpu(cfg):
         unsafe = onednn_unsafe_convs(model)
         if unsafe:
@@ -148,7 +147,7 @@ def apply(model: torch.nn.Module, cfg: DictConfig) -> bool:
                         "oneDNN on AVX2 CPUs (README, Troubleshooting)", unsafe[0], ONEDNN_MIN_STRIDED_1X1_CHANNELS)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    mode = get(cfg, "model.compile", False)
+    mode = OmegaConf.select(cfg, "model.compile", default=False)
     if mode:
         model.compile(mode=None if mode is True else str(mode))
     return channels_last

@@ -4,7 +4,7 @@ Training FLOPs of a job = forward FLOPs per image x 3 (forward + backward) x tra
 epochs; evaluation passes are left out. The forward FLOPs per image are counted by torch's flop
 counter on the network exactly as the run builds it (method and K applied), on the meta device
 (no memory, no arithmetic), and cached per network in ``<paths.cache_dir>/flops.json``. GPU-hours
-follow from a throughput: ``cost.gpu`` names a GPU of :mod:`spatialprobe.gpus` whose bf16 peak
+follow from a throughput: ``cost.gpu`` names a GPU of :mod:`spatialprobe.config.gpus` whose bf16 peak
 (or ``cost.peak_tflops``) is used at an assumed ``cost.mfu``, or ``cost.images_per_s`` is a
 measured training throughput of this network (``make gpu-check`` measures VGG-16 and ResNet-50).
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import get
-from .gpus import peak_tflops
+from spatialprobe.config.checks import get
+from spatialprobe.config.gpus import peak_tflops
 
 #: training images of the full data sets (``dataset.source`` or ``dataset.name``)
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "imagenet32": 1_281_167,
@@ -80,9 +80,9 @@ def _on_meta_without_init():
 def count_forward_flops(cfg: DictConfig) -> int:
     """Forward FLOPs of one image through the run's network (``measure.count_flops``, as in the
     record), built and counted on the meta device: no memory, no arithmetic."""
-    from . import surgery
-    from .measure import count_flops
-    from .models import build_model
+    from spatialprobe import surgery
+    from spatialprobe.models import build_model
+    from spatialprobe.run.measure import count_flops
 
     size = int(cfg.dataset.image_size)
     with _on_meta_without_init():
@@ -114,7 +114,7 @@ class FlopCache:
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
-        from .records import write_json_atomic
+        from spatialprobe.run.records import write_json_atomic
 
         try:
             write_json_atomic(self.path, self.data)

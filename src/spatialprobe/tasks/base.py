@@ -1,4 +1,14 @@
-"""The LightningModule for image classification: cross-entropy, top-1/top-5, the recipe's optimiser."""
+"""What every task shares: the Lightning module's optimiser, schedule and checkpoint contents, and the
+:class:`Task` declaration a task module makes.
+
+A task (``task=classify``, ``augshift``, ``segment``, ``detect``) is one module of this package plus one
+yaml in ``conf/task/``. The module defines a :class:`TaskModule` subclass (its loss and metrics) and one
+:class:`Task` object, ``TASK``, which tells the runner how to build the network and the module, which
+callbacks the run needs and which fields the run's record gets. The yaml names the task, the metric
+that picks the best checkpoint (``task.monitor``) and the task's default recipe. The runner
+(:mod:`spatialprobe.launch.runner`) and ``evaluate`` ask the task; they never ask for its name. The
+keys a task adds are checked, without torch, by :func:`spatialprobe.config.schema.check_task`.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +18,12 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
-from .errors import DivergenceError
+from spatialprobe.errors import DivergenceError
 
 STAGES = ("train", "val", "test")
-
-
-def accuracy_metrics(num_classes: int) -> MetricCollection:
-    """Top-1 and (with more than 5 classes) top-5 accuracy, as fractions; keys ``top1``, ``top5``.
-
-    Micro-averaged: the states are summed counts, so under DDP ``compute()`` gives exactly the
-    accuracy over every rank's images.
-    """
-    ks = (1, 5) if num_classes > 5 else (1,)
-    return MetricCollection({f"top{k}": MulticlassAccuracy(num_classes, top_k=k, average="micro") for k in ks})
 
 
 def effective_lr(recipe: dict, world_size: int = 1) -> float:
@@ -88,10 +87,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, epochs: int,
     return {"scheduler": main, "interval": "step"}
 
 
-class Classifier(pl.LightningModule):
-    """Trains ``model`` with cross-entropy; logs ``{stage}_loss``, ``{stage}_top1``, ``{stage}_top5`` in percent."""
+class TaskModule(pl.LightningModule):
+    """The Lightning module of every task: ``step(batch, stage)`` returns the loss and updates the stage's
+    metrics; this base trains with the recipe's optimiser and schedule, stops on a NaN / inf loss and
+    keeps the run's resolved config in every checkpoint."""
 
-    def __init__(self, model: nn.Module, num_classes: int, recipe: dict, config: dict | None = None,
+    def __init__(self, model: nn.Module, recipe: dict, config: dict | None = None,
                  steps_per_epoch: int | Callable[[int], int] | None = None):
         super().__init__()
         self.model = model
@@ -101,32 +102,15 @@ class Classifier(pl.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.recipe = dict(recipe)
         self.config = config or {}
-        self.num_classes = num_classes
-        # per stage; their keys "<stage>_top<k>" are the names the values are logged under
-        self.train_metrics, self.val_metrics, self.test_metrics = (
-            accuracy_metrics(num_classes).clone(prefix=f"{s}_") for s in STAGES)
-        # evaluation losses averaged over images (not over ranks' means: DDP shards may differ by one image)
-        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
-
-    def metrics(self, stage: str) -> MetricCollection:
-        return getattr(self, f"{stage}_metrics")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
-        x, y = batch[0], batch[1]  # a test batch may carry more (the context images of shift consistency)
-        logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        self.metrics(stage).update(logits, y)
-        if stage == "train":
-            self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        else:
-            getattr(self, f"{stage}_loss").update(loss, weight=len(y))
-        return loss
+    def step(self, batch, stage: str) -> torch.Tensor:
+        raise NotImplementedError
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss = self.step(batch, "train")
         if not torch.isfinite(loss):
             raise DivergenceError(
                 f"loss became {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
@@ -135,29 +119,10 @@ class Classifier(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self.step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        """Log the stage's ``{stage}_top1`` / ``_top5`` (percent) and evaluation ``{stage}_loss``."""
-        # compute() gathers every rank's states (exact under DDP); sync_dist only marks the values as global
-        values = {name: value * 100.0 for name, value in self.metrics(stage).compute().items()}
-        if stage != "train":
-            values[f"{stage}_loss"] = getattr(self, f"{stage}_loss").compute()
-            getattr(self, f"{stage}_loss").reset()
-        self.log_dict(values, prog_bar=True, sync_dist=True)
-        self.metrics(stage).reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
+        self.step(batch, "test")
 
     def configure_optimizers(self) -> Any:
         return self._with_scheduler(build_optimizer(self.parameters(), self.recipe, self.trainer.world_size))
@@ -183,3 +148,34 @@ class Classifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # everything needed to rebuild the network from the checkpoint alone (spatialprobe.evaluate)
         checkpoint["spatialprobe_config"] = self.config
+
+
+class Task:
+    """What a task module declares (module docstring). The defaults fit a classifier-like task."""
+
+    #: the task's name: conf/task/<name>.yaml, module spatialprobe.tasks.<name>
+    name = ""
+
+    def network(self, cfg: DictConfig, model: nn.Module) -> nn.Module:
+        """The network this task trains, built on the (modified) registry network."""
+        return model
+
+    def module(self, cfg: DictConfig, network: nn.Module, config: dict, steps_per_epoch=None,
+               datamodule=None) -> TaskModule:
+        raise NotImplementedError
+
+    def callbacks(self, cfg: DictConfig, eval_seed: int) -> list[pl.Callback]:
+        """Callbacks of this task's runs (shift consistency, where the config asks for it)."""
+        from spatialprobe.tasks.consistency import consistency_callbacks
+
+        return consistency_callbacks(cfg, eval_seed)
+
+    def record_fields(self, cfg: DictConfig, module: TaskModule) -> dict:
+        """Record fields beyond the logged metrics (which every run records as they are, final and best)."""
+        return {}
+
+    @staticmethod
+    def recipe(cfg: DictConfig) -> dict:
+        return OmegaConf.to_container(cfg.recipe, resolve=True)
+
+

@@ -2,8 +2,8 @@
 
 Hydra's logging configs ``conf/hydra/job_logging/quiet.yaml`` and ``hydra_logging/quiet.yaml``
 (the defaults of conf/train.yaml) put :class:`OwnLinesOnly` on the console handler; warnings are
-routed into logging (:func:`capture_warnings`), so a dependency's deprecation warning lands in
-the log file, not on the terminal. ``-v`` / ``--verbose`` on the command line selects Hydra's
+routed into logging (:func:`spatialprobe.config.cli.capture_warnings`), so a dependency's deprecation warning lands in
+the log file, not on the terminal. ``-v`` / ``--verbose`` on the command line (:mod:`spatialprobe.config.cli`) selects Hydra's
 default logging configs instead (everything on the console, as before).
 """
 
@@ -14,8 +14,6 @@ import logging
 # the launcher's info lines ("#3 : k=3 ...") duplicate the sweep's progress lines; its warnings and errors
 # are printed, not logged, so they reach the console anyway
 OWN = ("spatialprobe", "__main__")
-VERBOSE_FLAGS = ("-v", "--verbose")
-VERBOSE_OVERRIDES = ["hydra/job_logging=default", "hydra/hydra_logging=default"]
 
 
 class OwnLinesOnly(logging.Filter):
@@ -27,15 +25,3 @@ class OwnLinesOnly(logging.Filter):
             return True
         # a line also printed to stdout is logged with extra={"console": False}: into the log file only
         return getattr(record, "console", True) and any(name == own or name.startswith(own + ".") for own in OWN)
-
-
-def capture_warnings() -> None:
-    """Warnings become log records (logger ``py.warnings``): in the log file, off the quiet console."""
-    logging.captureWarnings(True)
-
-
-def verbose_argv(argv: list[str]) -> list[str]:
-    """``-v`` / ``--verbose`` replaced by the overrides that select Hydra's default (verbose) logging."""
-    if not any(a in VERBOSE_FLAGS for a in argv):
-        return argv
-    return [a for a in argv if a not in VERBOSE_FLAGS] + VERBOSE_OVERRIDES

@@ -1,4 +1,4 @@
-"""Things every entry point does: find its output directory, check it can write there, seed."""
+"""Where a run writes: its output directory (from Hydra), and the check that it can write there."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from spatialprobe.errors import UserError
 
 # A run writes checkpoints: refuse to start with less free space than this (MiB, overridable).
 MIN_FREE_MB = 200
@@ -56,27 +56,3 @@ def ensure_writable(directory: Path, min_free_mb: float | None = None) -> None:
     if free < min_free_mb * 2**20:
         raise UserError(f"output directory {directory} has only {free / 2**20:.0f} MiB free "
                         f"(need {min_free_mb:.0f} MiB for checkpoints and records; SPATIALPROBE_MIN_FREE_MB sets it)")
-
-
-OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.run_root")
-
-
-def check_output_overrides(argv: list[str]) -> None:
-    """Hydra creates the output directory before any of our code runs: check the output paths
-    given on the command line (and $SPATIALPROBE_RUNS) first, so a bad one is one clear line."""
-    paths = [("SPATIALPROBE_RUNS", os.environ["SPATIALPROBE_RUNS"])] if os.environ.get("SPATIALPROBE_RUNS") else []
-    for arg in argv:
-        key, _, value = arg.lstrip("+").partition("=")
-        if key in OUTPUT_KEYS and value and "$" not in value:
-            paths.append((key, value))
-    for key, value in paths:  # checked without creating anything (a dry run or a rejected sweep writes nothing)
-        path = Path(value).expanduser().absolute()
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        problem = None
-        if not existing.is_dir():
-            problem = f"{existing} is not a directory"
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            problem = f"permission denied on {existing}"
-        if problem:
-            raise UserError(f"{key}={value!r}: output directory is not writable ({problem}); "
-                            "choose a writable place")

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,11 +14,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from .streams import seed_global
+from spatialprobe.run.files import atomic_file
+from spatialprobe.run.streams import seed_global
 
 
 class SeedSchedule(pl.Callback):
-    """Derive all randomness from the run seed and the position in training (:mod:`spatialprobe.streams`).
+    """Derive all randomness from the run seed and the position in training (:mod:`spatialprobe.run.streams`).
 
     The global RNG (dropout, stochastic methods such as shuffles) is put on stream
     ``(seed, train_step, epoch, batch)`` before every training batch, and on an evaluation stream
@@ -43,7 +43,7 @@ class SeedSchedule(pl.Callback):
 
 class RecordProgress(pl.Callback):
     """Writes the epochs done into the run's record (``progress``) after each epoch: a sweep's
-    progress lines and ETA (spatialprobe.progress) read it."""
+    progress lines and ETA (spatialprobe.launch.progress) read it."""
 
     def __init__(self, record):
         self.record = record
@@ -58,18 +58,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     a crash at any moment leaves the previous checkpoint or the new one, never a torn file."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "wb") as fh:
+            torch.save(checkpoint, fh)
 
 
 class InterruptedBySignal(SystemExit):

@@ -9,58 +9,22 @@ only where they are used: validation stays fast.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import hashlib
-import netrc
 import os
 import sys
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from omegaconf import DictConfig
 
-from .errors import ConfigError, one_line
-from .schema import wandb_mode  # the modes a user may give, and wandb's aliases (logger.mode, WANDB_MODE)
-
-LOGIN_HELP = ("run `wandb login` (or set WANDB_API_KEY) first, or log with logger.mode=offline "
-              "and upload later with `wandb sync`")
-
-
-def wandb_credentials() -> str | None:
-    """Where W&B would find an API key for its server (WANDB_BASE_URL), or None: the places
-    wandb.login looks, read with the standard library (no wandb import, no network)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return "WANDB_API_KEY"
-    if os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return "WANDB_IDENTITY_TOKEN_FILE"
-    host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
-    paths = [Path(os.environ["NETRC"]).expanduser()] if os.environ.get("NETRC") else [
-        Path("~/.netrc").expanduser(), Path("~/_netrc").expanduser()]
-    for path in paths:
-        try:
-            if path.is_file() and netrc.netrc(path).authenticators(host):
-                return str(path)
-        except (netrc.NetrcParseError, OSError):
-            continue
-    settings = Path(os.environ.get("WANDB_CONFIG_DIR") or "~/.config/wandb").expanduser() / "settings"
-    parser = configparser.ConfigParser()
-    with contextlib.suppress(configparser.Error, OSError):
-        parser.read(settings)
-        if parser.get("default", "api_key", fallback=None):
-            return str(settings)
-    return None
-
-
-def require_wandb_login(mode: str, key: str = "logger.mode") -> None:
-    """Online mode needs credentials: without them, one line with the way out, before anything runs."""
-    if mode == "online" and wandb_credentials() is None:
-        host = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").netloc
-        raise ConfigError(key, mode, f"no W&B credentials on this machine (no WANDB_API_KEY, no {host} entry "
-                          f"in ~/.netrc); {LOGIN_HELP}")
+from spatialprobe.config.schema import (
+    wandb_mode,  # the modes a user may give, and wandb's aliases (logger.mode, WANDB_MODE)
+)
+from spatialprobe.config.wandb_login import LOGIN_HELP, require_wandb_login, wandb_credentials  # noqa: F401
+from spatialprobe.errors import one_line
 
 
 def wandb_tags(cfg: DictConfig) -> list[str]:

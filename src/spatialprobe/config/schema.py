@@ -9,7 +9,7 @@ rule; methods: names and kinds; data: kinds, formats, loaders; tasks; speed; W&B
 
 **Where a new key's check goes.** In the ``check_<group>`` function of its config group below
 (``model.*`` in :func:`check_model`, ``dataset.*`` in :func:`check_dataset`, a top-level or run key
-in :func:`check_run` ...), written with the ``require_*`` helpers of :mod:`spatialprobe.config`:
+in :func:`check_run` ...), written with the ``require_*`` helpers of :mod:`spatialprobe.config.checks`:
 each raises a one-line :class:`~spatialprobe.errors.ConfigError` naming the key, the bad value and
 the valid choices. Its choices become a constant here, imported by the module that implements them.
 A key that does not change what a run computes (where data lives, logging, checkpoint frequency)
@@ -18,15 +18,25 @@ record's ``config_hash`` and the figures' variants. A check that needs data or a
 disk, GPU capabilities) does not belong here: it runs where the data or the device is opened.
 
 Every check takes the composed config as an OmegaConf ``DictConfig`` or as the plain resolved dict
-a sweep check builds for each job (:func:`spatialprobe.config.get` reads both).
+a sweep check builds for each job (:func:`spatialprobe.config.checks.get` reads both).
 """
 
 from __future__ import annotations
 
 from omegaconf import ListConfig, OmegaConf
 
-from .config import dotted_keys, get, has, require_choice, require_given, require_number, require_positive_int
-from .errors import ConfigError
+from spatialprobe import CONF_DIR
+from spatialprobe.config.checks import (
+    dotted_keys,
+    get,
+    has,
+    require_choice,
+    require_given,
+    require_number,
+    require_positive_int,
+)
+from spatialprobe.config.facts import arch_facts, method_kinds
+from spatialprobe.errors import ConfigError
 
 # --------------------------------------------------------------------------- result-neutral keys
 #: Keys that do not change what a run computes. A key names itself and everything below it. They stay
@@ -74,11 +84,13 @@ def _is_list(value) -> bool:
 
 
 # --------------------------------------------------------------------------- models
-#: Modifiable units of every architecture (spatialprobe.models builds exactly these; tests hold them).
-UNIT_COUNTS = {"vgg16_bn": 13, "resnet18": 8, "resnet34": 16, "resnet50": 16, "resnet101": 33, "resnet152": 50,
-               "mobilenet_v2": 17, "squeezenet1_0": 8, "deeplabv3_resnet50": 16, "mlp": 0}
+#: Every architecture's facts, declared beside its adapter (``FACTS`` in spatialprobe/models/<family>.py,
+#: read without torch by spatialprobe.config.facts; tests/test_schema.py holds them against the built networks)
+ARCH_FACTS = arch_facts()
+#: Modifiable units of every architecture
+UNIT_COUNTS = {arch: int(f["units"]) for arch, f in ARCH_FACTS.items()}
 ARCHS = tuple(sorted(UNIT_COUNTS))
-FULL_WIDTH_ONLY = ("deeplabv3_resnet50",)  # torchvision builds them at full width only
+FULL_WIDTH_ONLY = tuple(arch for arch, f in ARCH_FACTS.items() if f.get("full_width_only"))
 STEMS = ("auto", "cifar", "imagenet", "imagenet_nopool")
 HEADS = ("linear", "gapnet", "permutenet")
 HEAD_KERNELS = (1, 3, 5, 7)
@@ -91,16 +103,9 @@ COMPILE = (False, True, "default", "reduce-overhead", "max-autotune", "max-autot
 #: hides what the experiment measures; the tests' tiny width 0.0625 leaves ResNet and VGG exactly 4).
 MIN_CHANNELS = 4
 #: The narrowest layer of every architecture at width 1: (which, channels); the width scales it.
-NARROWEST = {
-    "vgg16_bn": ("features.0, the first conv", 64),
-    **{arch: ("conv1 and layer1", 64) for arch in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                                    "deeplabv3_resnet50")},
-    "squeezenet1_0": ("the squeeze convs of the first two fire modules", 16),
-    "mobilenet_v2": ("features.1", 16),
-    "mlp": ("the hidden layer", 512),
-}
+NARROWEST = {arch: tuple(f["narrowest"]) for arch, f in ARCH_FACTS.items()}
 #: Architectures whose width rounds every layer to a multiple of this (torchvision's _make_divisible).
-WIDTH_DIVISOR = {"mobilenet_v2": 8}
+WIDTH_DIVISOR = {arch: int(f["width_divisor"]) for arch, f in ARCH_FACTS.items() if f.get("width_divisor")}
 
 
 def scaled(channels: int, width: float, divisor: int | None = None) -> int:
@@ -130,12 +135,10 @@ def resolve_stem(stem: str, image_size: int) -> str:
 
 def has_strided_maxpool(arch: str, stem: str, image_size: int) -> bool:
     """Whether the network down-samples with a strided max-pool (BlurPool's ``pool`` mode blurs after it):
-    VGG, SqueezeNet and DeepLab always, a ResNet with torchvision's ImageNet stem, MobileNetV2 never."""
-    if arch in ("mobilenet_v2", "mlp"):
-        return False
-    if arch.startswith("resnet"):
-        return resolve_stem(stem, image_size) == "imagenet"
-    return True
+    the architecture's ``strided_maxpool`` fact (``always``, ``never``, or ``imagenet_stem``: only with
+    torchvision's ImageNet stem, e.g. ResNets)."""
+    rule = ARCH_FACTS[arch]["strided_maxpool"]
+    return rule == "always" or (rule == "imagenet_stem" and resolve_stem(stem, image_size) == "imagenet")
 
 
 def blurpool_mode(value) -> str:
@@ -186,11 +189,10 @@ def check_model(cfg) -> None:
 
 
 # --------------------------------------------------------------------------- methods and K
-#: Every method and its kind (spatialprobe.methods implements exactly these; one module + one yaml each):
-#: op = a parameter-free random op at the unit's shuffle sites, gap_fc = global pooling then fully
-#: connected units, conv1x1 = kxk convs made 1x1, none = the baseline.
-METHOD_KINDS = {"none": "none", "spatial_shuffle": "op", "patch_shuffle": "op", "channel_shuffle": "op",
-                "gap_fc": "gap_fc", "conv1x1": "conv1x1"}
+#: Every method and its kind (``KIND`` in spatialprobe/methods/<name>.py, read without torch): op = a
+#: parameter-free random op at the unit's shuffle sites, gap_fc = global pooling then fully connected
+#: units, conv1x1 = kxk convs made 1x1, none = the baseline.
+METHOD_KINDS = method_kinds()
 METHODS = tuple(METHOD_KINDS)
 PARAMETER_FREE = tuple(name for name, kind in METHOD_KINDS.items() if kind == "op")  # applicable at test time
 DOWNSAMPLE = ("avgpool", "maxpool", "stride")  # conv1x1 where the unit down-samples
@@ -370,9 +372,10 @@ def check_dataset(cfg) -> None:
 
 
 # --------------------------------------------------------------------------- task, recipe, trainer
-TASKS = ("classify", "augshift", "segment", "detect")
-#: Methods a detector's backbone takes (gap_fc pools away the map the boxes are read from)
-DETECT_METHODS = ("none", "spatial_shuffle", "patch_shuffle", "channel_shuffle", "conv1x1")
+#: The tasks: conf/task/<name>.yaml, each with its module spatialprobe.tasks.<name>
+TASKS = tuple(sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml") if not p.stem.startswith("_")))
+#: Methods a detector's backbone takes: every kind that keeps the spatial map the boxes are read from
+DETECT_METHODS = tuple(name for name, kind in METHOD_KINDS.items() if kind != "gap_fc")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("multistep", "exponential", "poly", "onecycle", "cosine", "constant")
 #: Lightning's precision values and their short aliases
@@ -388,6 +391,17 @@ def consistency_shifts(cfg) -> list:
     if value is None:
         return []
     return list(value) if _is_list(value) else [value]
+
+
+def task_name(cfg) -> str:
+    """The config's task (``task.name``; ``classify`` when the config has none)."""
+    return get(cfg, "task.name") or "classify"
+
+
+def context_margin(cfg) -> int:
+    """Px of real image context the test loader adds around each image for Cons.S (class-folder sets only)."""
+    shifts = consistency_shifts(cfg)
+    return -(-max(shifts) // 2) if shifts and get(cfg, "dataset.kind") == "imagefolder" else 0
 
 
 def check_task(cfg) -> None:
@@ -507,11 +521,11 @@ def wandb_mode(value: object, key: str = "logger.mode") -> str:
 
 
 def check_logger(cfg) -> None:
-    """logger.*; W&B online also needs credentials on this machine (read by spatialprobe.loggers with the
+    """logger.*; W&B online also needs credentials on this machine (read by spatialprobe.run.loggers with the
     standard library: no wandb import, no network)."""
     if require_choice(cfg, "logger.name", LOGGERS) != "wandb":
         return
-    from .loggers import require_wandb_login
+    from spatialprobe.config.wandb_login import require_wandb_login
 
     require_wandb_login(wandb_mode(get(cfg, "logger.mode")))
     require_number(cfg, "logger.init_timeout", minimum=0, exclusive_minimum=True)
@@ -534,8 +548,8 @@ def check_run(cfg) -> None:
 
 
 def check_cost(cfg) -> None:
-    """The keys of a dry run's cost estimate (spatialprobe.cost): the GPU, its utilisation, a throughput."""
-    from .gpus import PEAK_TFLOPS  # a table, stdlib only
+    """The keys of a dry run's cost estimate (spatialprobe.launch.cost): the GPU, its utilisation, a throughput."""
+    from spatialprobe.config.gpus import PEAK_TFLOPS  # a table, stdlib only
 
     gpu = get(cfg, "cost.gpu")
     if gpu is not None and str(gpu) not in PEAK_TFLOPS:

@@ -1,17 +1,11 @@
-"""Segmentation side of P section 4.2: DeepLabv3-ResNet-50 on Cityscapes-format data.
+"""Cityscapes-format data (P section 4.2): the splits, batches for ranking, and the training data module.
 
-* Data: the Cityscapes layout (``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
-  ``gtFine/<split>/<city>/*_gtFine_labelIds.png``) read through torchvision's ``Cityscapes`` data set,
+* The layout (``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and
+  ``gtFine/<split>/<city>/*_gtFine_labelIds.png``) is read through torchvision's ``Cityscapes`` data set,
   label ids mapped to the 19 train ids (everything else 255 = unlabelled, ignored).
-  :class:`CityscapesBatches` batches a split for ranking and switch-off (optionally resized, or only
-  the images whose pedestrians lie in one half: P's val-left / val-right); :class:`CityscapesDataModule`
+* :class:`CityscapesBatches` batches a split for ranking and switch-off (optionally resized, or only the
+  images whose pedestrians lie in one half: P's val-left / val-right); :class:`CityscapesDataModule`
   feeds ``task=segment`` training with the transforms of torchvision's segmentation reference.
-* :func:`build_deeplab`: torchvision's ``deeplabv3_resnet50`` loading a state dict the user provides.
-* :class:`SegmentationProbe`: the latent is the globally pooled backbone map (2048 channels);
-  switching a channel off zeroes it in the map the DeepLab head reads.
-* :class:`RegionIoU`: mIoU (torchmetrics) overall and on P's regions: the left and right halves and the
-  centre half of the width (1024 px each on the 2048 px image, the centre overlapping both sides
-  equally), every other pixel set to unlabelled; the regions scale with the width of resized images.
 * :func:`colorize`: train ids as Cityscapes colours (P Fig. 5).
 """
 
@@ -23,12 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from torch import nn
 from torch.nn import functional as F
 
-from .data.imagefolder import FileSetsDataModule
-from .errors import DataError
-from .position import REGIONS, mask_channels, model_device
+from spatialprobe.data.imagefolder import FileSetsDataModule
+from spatialprobe.errors import DataError
 
 IGNORE = 255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,14 +49,6 @@ def colorize(train_ids: torch.Tensor) -> np.ndarray:
         if 0 <= c.train_id < IGNORE:
             palette[c.train_id] = c.color
     return palette[train_ids.cpu().numpy().astype(np.uint8)]
-
-
-def region_masks(width: int) -> dict[str, torch.Tensor]:
-    """Columns of P's regions on a ``width`` px image: left and right halves, and the centre half."""
-    column = torch.arange(width)
-    half, quarter = width // 2, width // 4
-    return {"left": column < half, "centre": (column >= quarter) & (column < quarter + half),
-            "right": column >= width - half}
 
 
 def pedestrian_side(target: torch.Tensor) -> str | None:
@@ -191,69 +175,3 @@ class CityscapesDataModule(FileSetsDataModule):
         self.sets = {"train": CityscapesSegmentation(ds.root, "train", transforms(True, ds), ds.get("subset")),
                      "val": CityscapesSegmentation(ds.root, "val", transforms(False, ds), eval_n)}
         self.sets["test"] = self.sets["val"]
-
-
-# --------------------------------------------------------------------------- ranking and switch-off
-def build_deeplab(num_classes: int = 19, weights: str | Path | None = None) -> nn.Module:
-    """torchvision's DeepLabv3-ResNet-50 without downloads; ``weights``: a state dict file to load."""
-    from torchvision.models.segmentation import deeplabv3_resnet50
-
-    model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-    if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise DataError(f"{path}: no such weights file (a state dict of torchvision's deeplabv3_resnet50)")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        for key in ("model_state", "state_dict", "model"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("aux_classifier.")}
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            raise DataError(f"{path}: not a state dict of deeplabv3_resnet50 with {num_classes} classes "
-                            f"({str(err).splitlines()[0]})") from None
-    return model.eval()
-
-
-class SegmentationProbe:
-    """Ranking / switch-off steps of a torchvision DeepLab model (module docstring)."""
-
-    metric = "miou"
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        return self.model.backbone(x.to(model_device(self.model)))["out"], tuple(x.shape[-2:])
-
-    def latent(self, feats) -> torch.Tensor:
-        return feats[0].mean(dim=(2, 3))
-
-    def head(self, feats, channels: torch.Tensor | None) -> torch.Tensor:
-        f, size = feats
-        out = self.model.classifier(mask_channels(f, channels))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
-
-    def with_model(self, model: nn.Module) -> SegmentationProbe:
-        return type(self)(model)
-
-
-class RegionIoU:
-    """mIoU in percent overall and on the left / centre / right regions (:func:`region_masks`), torchmetrics."""
-
-    def __init__(self, num_classes: int = 19):
-        from torchmetrics.classification import MulticlassJaccardIndex
-
-        self.metrics = {name: MulticlassJaccardIndex(num_classes, ignore_index=IGNORE, average="macro")
-                        for name in ("overall", *REGIONS)}
-
-    def update(self, logits: torch.Tensor, target: torch.Tensor, region=None) -> None:
-        pred = logits.argmax(1).cpu()
-        target = target.cpu()
-        self.metrics["overall"].update(pred, target)
-        for name, columns in region_masks(target.shape[-1]).items():
-            self.metrics[name].update(pred, torch.where(columns, target, torch.full_like(target, IGNORE)))
-
-    def compute(self) -> dict[str, float]:
-        return {name: round(100.0 * float(m.compute()), 4) for name, m in self.metrics.items()}

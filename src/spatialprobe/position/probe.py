@@ -5,7 +5,7 @@ A *probe* wraps a model in three steps so that one code path serves classifiers 
 channels are ranked) and ``head(features, channels)`` (the output with those latent channels set
 to zero). :class:`ClassifierProbe` wraps any :class:`~spatialprobe.models.SpatialNet` (the latent is
 ``pool(forward_features(x))``, channels are zeroed in it before ``forward_head``);
-:class:`spatialprobe.segmentation.SegmentationProbe` wraps torchvision's DeepLabv3 (the latent is
+:class:`spatialprobe.position.segmentation.SegmentationProbe` wraps torchvision's DeepLabv3 (the latent is
 the globally pooled backbone map; channels are zeroed in the map before the head).
 
 Ranking (:func:`channel_scores`, P section 4.2.1):
@@ -22,7 +22,7 @@ Switch-off (:func:`switch_off_study`): the metric with no channel off, with the 
 every ranking off, with N random channels off (several draws, mean and std), and optionally with
 the channels of given rank ranges off (P Fig. 4 bottom), overall and per region (left / centre /
 right: the column the object was placed in on the grid; on a segmentation image the left and
-right halves and the centre half, see :mod:`spatialprobe.segmentation`). One ``features`` pass
+right halves and the centre half, see :mod:`spatialprobe.position.segmentation`). One ``features`` pass
 per batch serves every condition.
 """
 
@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
-from .errors import ConfigError
+from spatialprobe.errors import ConfigError, DataError, UserError
+from spatialprobe.run.measure import dummy_forward
 
 REGIONS = ("left", "centre", "right")
 
@@ -54,7 +57,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 def pick_device(name) -> torch.device:
     """``auto``: the GPU when one is visible, else the CPU; or ``cpu`` / ``cuda`` / ``cuda:N`` (key ``device``)."""
-    from .schema import require_device
+    from spatialprobe.config.schema import require_device
 
     require_device({"device": name})
     if name == "auto":
@@ -102,14 +105,8 @@ def require_pooled_latent(model: nn.Module, image_size: int, what: str = "checkp
     if not all(callable(getattr(model, name, None)) for name in seam):
         reason = f"{type(model).__name__} has no pooled latent (it does not expose {' / '.join(seam)})"
     else:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                f = model.forward_features(torch.zeros(1, 3, image_size, image_size))
-                z = model.pool(f)
-        finally:
-            model.train(was_training)
+        f = dummy_forward(model, image_size, model.forward_features)
+        z = model.pool(f)
         if f.dim() != 4 or z.dim() != 2:
             reason = (f"the model has no pooled latent: its last features are {tuple(f.shape)}, not a spatial map "
                       f"that global pooling turns into a vector")
@@ -258,3 +255,20 @@ def switch_off_study(probe, batches: Callable[[], Iterable[tuple]], ranking, siz
         else:
             study["ranges"][name] = by_range
     return study
+
+
+def load_classifier(path: Path):
+    """The trained network of a spatialprobe.train checkpoint (its surgery included) and its config."""
+    from spatialprobe.tasks import load_checkpoint, restore
+
+    try:
+        ckpt, tcfg = load_checkpoint(path)
+    except UserError as err:
+        hint = "; use source=segmentation for torchvision DeepLab weights" if "not a spatialprobe" in str(err) else ""
+        raise DataError(f"{err}{hint}") from None
+    try:
+        model = restore(ckpt, tcfg)
+    except RuntimeError as err:
+        raise DataError(f"{path}: its weights do not fit the network its config describes "
+                        f"(model={tcfg.model.name}, method={OmegaConf.select(tcfg, 'method.name')}): {str(err).splitlines()[0]}") from None
+    return model.eval(), tcfg

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 IOU_MATCH = 0.5      # a detection is correct at IoU >= 0.5 (VOC)
 IOU_NEAR = 0.1       # Hoiem et al.: below this a detection does not touch an object
@@ -61,14 +62,12 @@ class Detections:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``a`` (n, 4) with every box of ``b`` (m, 4): (n, m)."""
-    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    """IoU of every box of ``a`` (n, 4) with every box of ``b`` (m, 4): (n, m), torchvision's ``box_iou``
+    in float64 (two empty boxes: 0)."""
+    from torchvision.ops import box_iou as torchvision_box_iou
+
+    a, b = (torch.as_tensor(np.asarray(v, dtype=np.float64).reshape(-1, 4)) for v in (a, b))
+    return torchvision_box_iou(a, b).nan_to_num(0.0).numpy()
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray, points: int | None = 11) -> float:

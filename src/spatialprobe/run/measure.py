@@ -7,20 +7,27 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def dummy_forward(model: nn.Module, image_size: int, forward=None, batch: int = 1, channels: int = 3):
+    """``forward(x)`` (default: ``model(x)``) on a batch of black images, in eval mode and without gradients,
+    on the model's device; the model's training mode is restored afterwards, whatever happens."""
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.eval()
+    try:
+        with torch.no_grad():
+            return (forward or model)(torch.zeros(batch, channels, image_size, image_size, device=device))
+    finally:
+        model.train(was_training)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(model: nn.Module, image_size: int, channels: int = 3) -> int:
     """FLOPs of one forward pass of one image (a multiply-add counts as 2), in eval mode."""
-    was_training = model.training
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, channels, image_size, image_size, device=device))
-    finally:
-        model.train(was_training)
+    with FlopCounterMode(display=False) as counter:
+        dummy_forward(model, image_size, channels=channels)
     return int(counter.get_total_flops())
 
 
@@ -43,15 +50,11 @@ def feature_maps(model, image_size: int, channels: int = 3) -> list[dict]:
 
     for name in names:
         hooks.append(body.get_submodule(name).register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, image_size, image_size, device=next(model.parameters()).device))
+        dummy_forward(model, image_size, channels=channels)
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return [{"unit": i, "name": n, **sizes.get(n, {"input": None, "output": None})} for i, n in enumerate(names)]
 
 
@@ -68,8 +71,6 @@ def receptive_field(model, modified_units: list[int] | tuple[int, ...] = ()) -> 
     gives the paper's axis 10 16 24 32 44 60 76 100 132 164 212. None where a spatial map is
     flattened into a fully connected layer (the MLP): every output then sees the whole image.
     """
-    from .methods.gap_fc import GlobalAvgPool
-
     skip = model.family.skip_branch
     names = model.unit_names()
     stop = names[min(modified_units)] if modified_units else None
@@ -79,7 +80,7 @@ def receptive_field(model, modified_units: list[int] | tuple[int, ...] = ()) -> 
             break
         if skip and f".{skip}" in f".{name}":
             continue
-        if isinstance(m, GlobalAvgPool | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+        if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):  # gap_fc's GlobalAvgPool is one
             break
         if isinstance(m, nn.Flatten):
             return None

@@ -10,46 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .schema import is_result_neutral
+from spatialprobe.config.schema import is_result_neutral
+from spatialprobe.run.files import atomic_file
 
 RECORD_NAME = "result.json"
 RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_file(path, "w") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def rounded(value, digits: int = 4) -> float | None:
+    """A metric as a record holds it: a float rounded to ``digits`` decimals (None stays None)."""
+    return None if value is None else round(float(value), digits)
 
 
 def read_json(path: Path) -> dict | None:
@@ -61,7 +43,7 @@ def read_json(path: Path) -> dict | None:
 
 
 def _result_relevant(node: Any, prefix: str = "") -> Any:
-    """``node`` (a resolved config) without its result-neutral keys (spatialprobe.schema.RESULT_NEUTRAL_KEYS)."""
+    """``node`` (a resolved config) without its result-neutral keys (spatialprobe.config.schema.RESULT_NEUTRAL_KEYS)."""
     if not isinstance(node, dict):
         return node
     return {k: _result_relevant(v, f"{prefix}{k}.") for k, v in node.items() if not is_result_neutral(f"{prefix}{k}")}

@@ -5,9 +5,9 @@ task (n*n cells for ``location``, the source's classes for ``class``);
 ``${sp.mul:${.cell_size},${.grid}}``: a product (the grid image's side);
 ``${sp.count_or:${.classes},${.source_classes}}``: the length of a list, or the default when it is null
 (cifar10_detect's classes: the chosen source classes, or all of them). Invalid inputs resolve to
-None; the config checks (``spatialprobe.schema.check_dataset``) then name the key the user set.
+None; the config checks (``spatialprobe.config.schema.check_dataset``) then name the key the user set.
 ``${sp.result_neutral_keys:}``: the override keys left out of a run directory's name
-(conf/train.yaml), from ``spatialprobe.schema.RESULT_NEUTRAL_KEYS``.
+(conf/train.yaml), from ``spatialprobe.config.schema.RESULT_NEUTRAL_KEYS``.
 ``${sp.cpu_precision:}``: ``bf16-mixed`` on a CPU with bfloat16 instructions (``avx512_bf16`` or
 ``amx_bf16``), else ``32-true`` (trainer=cpu; bf16 autocast without them is slower than fp32).
 Registered when the package is imported, before Hydra composes a config.
@@ -64,7 +64,7 @@ def cpu_precision() -> str:
 
 
 def register() -> None:
-    from .schema import result_neutral_override_keys
+    from spatialprobe.config.schema import result_neutral_override_keys
 
     OmegaConf.register_new_resolver("sp.grid_classes", grid_classes, replace=True)
     OmegaConf.register_new_resolver("sp.mul", mul, replace=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .records import RECORD_NAME, read_json
+from spatialprobe.run.records import RECORD_NAME, read_json
 
 
 def duration(seconds: float) -> str:

@@ -1,32 +1,35 @@
-"""Config checks that run before any data is read or any model is built.
+"""The command line, checked before Hydra runs: one line for a mistake, then the Hydra app.
 
-Three layers:
 * :func:`check_group_overrides` and :func:`check_command_line` look at the command line before Hydra
   runs, so that ``model=foo`` or a typo such as ``model.widht=0.5`` is answered with one line (the
   valid options, the closest keys) instead of Hydra's multi-line composition error, and a rejected
   single run is answered before Hydra composes anything;
-* small ``require_*`` helpers that raise :class:`~spatialprobe.errors.ConfigError` (key, bad value,
-  valid choices) or :class:`~spatialprobe.errors.MissingKeyError` (a mandatory key, with an example);
-* :mod:`spatialprobe.schema` uses them to say what a valid configuration is, key by key.
-
-The helpers read a composed ``DictConfig`` or a plain (resolved) dict alike.
+* :func:`check_output_overrides`: the output paths given on the command line are writable (Hydra
+  creates the output directory before any of our code runs);
+* :func:`hydra_entry` and :func:`tool_entry` wrap a Hydra app with these checks; ``-v`` selects
+  Hydra's verbose logging.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
+import logging
+import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import CONF_DIR
-from .errors import ConfigError, MissingKeyError, UserError
+from spatialprobe import CONF_DIR
+from spatialprobe.config.checks import _ABSENT, dotted_keys, get, unknown_key
+from spatialprobe.errors import ConfigError, UserError, reported
 
-# Characters that mark Hydra sweep functions or interpolations; such values are left to Hydra.
+VERBOSE_FLAGS = ("-v", "--verbose")
+VERBOSE_OVERRIDES = ["hydra/job_logging=default", "hydra/hydra_logging=default"]
+OUTPUT_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.run_root")
+
 _SWEEP_SYNTAX = set("()[]{}$*")
 
 
@@ -61,99 +64,6 @@ def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> Non
                 raise ConfigError(key, option, f"unknown {key.replace('/', ' ')}", choices)
 
 
-_ABSENT = object()
-
-
-def get(cfg: DictConfig | Mapping, key: str, default: object = None) -> object:
-    """The value at the dotted ``key`` (interpolations resolved), or ``default`` when there is no such key."""
-    node: Any = cfg
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if isinstance(node, DictConfig):
-            return OmegaConf.select(node, ".".join(parts[i:]), default=default)
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
-def has(cfg: DictConfig | Mapping, key: str) -> bool:
-    """Whether the config has the dotted ``key`` (whatever its value, null included)."""
-    return get(cfg, key, _ABSENT) is not _ABSENT
-
-
-def require_given(cfg: DictConfig | Mapping, key: str, example: str, what: str) -> object:
-    """A mandatory key (``???`` in its yaml, or null where the command needs it): one line with an example."""
-    if isinstance(cfg, DictConfig) and "." not in key and key in cfg and OmegaConf.is_missing(cfg, key):
-        value = None
-    else:
-        value = get(cfg, key)
-    if value is None or value == "???" or value == "":
-        raise MissingKeyError(key, what, f"{key}={example}")
-    return value
-
-
-def require_choice(cfg: DictConfig, key: str, choices: Iterable[object]) -> object:
-    value = get(cfg, key)
-    choices = list(choices)
-    if value not in choices:
-        raise ConfigError(key, value, "not one of the valid choices", choices)
-    return value
-
-
-def require_number(
-    cfg: DictConfig,
-    key: str,
-    *,
-    integer: bool = False,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    exclusive_minimum: bool = False,
-    optional: bool = False,
-) -> object:
-    """Check that ``key`` holds a number in the given range (None allowed when optional)."""
-    value = get(cfg, key)
-    if value is None and optional:
-        return None
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
-    if isinstance(value, bool) or not ok_type:
-        raise ConfigError(key, value, f"must be {kind}" + (" or null" if optional else ""))
-    if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):
-        raise ConfigError(key, value, f"must be {'>' if exclusive_minimum else '>='} {minimum}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(key, value, f"must be <= {maximum}")
-    return value
-
-
-def require_positive_int(cfg: DictConfig, key: str, optional: bool = False) -> object:
-    return require_number(cfg, key, integer=True, minimum=1, optional=optional)
-
-
-def dotted_keys(node: Mapping, prefix: str = "") -> list[str]:
-    """Every dotted key of a plain nested dict, containers included."""
-    keys = []
-    for key, value in node.items():
-        keys.append(f"{prefix}{key}")
-        if isinstance(value, Mapping):
-            keys += dotted_keys(value, f"{prefix}{key}.")
-    return keys
-
-
-def unknown_key(key: str, value: object, config: Mapping) -> ConfigError:
-    """The one-line answer to an override of a key that ``config`` (a plain, unresolved dict) lacks:
-    the closest existing keys, and the keys that do exist where it was looked for."""
-    keys = [k for k in dotted_keys(config) if not k.startswith("hydra.") and k != "hydra"]
-    parent, _, _ = key.rpartition(".")
-    while parent and parent not in keys:
-        parent = parent.rpartition(".")[0]
-    siblings = [k for k in keys if k.rpartition(".")[0] == parent]
-    scores = sorted(((difflib.SequenceMatcher(None, key, k).ratio(), k) for k in keys), reverse=True)
-    close = [k for r, k in scores[:3] if r >= max(0.6, scores[0][0] - 0.05)] if scores else []
-    reason = f"{parent or 'the config'} has no key {key[len(parent) + 1 if parent else 0:]!r}"
-    reason += f"; did you mean {' or '.join(close)}?" if close else f"; a new key needs +{key}=..."
-    return ConfigError(key, value, reason, sorted(siblings))
-
 
 def _primary_keys(config_name: str, conf_dir: Path) -> set[str]:
     """The dotted keys the primary config file sets itself (always in the composed config)."""
@@ -174,7 +84,7 @@ def check_command_line(argv: Sequence[str], config_name: str, validate: Callable
     A command line with other flags (``--cfg job``, ``--config-dir``, ...) is left to Hydra.
 
     Sweeps are left out of the composition, as Hydra leaves them out of a multirun's master config (each
-    job is composed and checked before any is launched, see :mod:`spatialprobe.sweep`); a multirun whose
+    job is composed and checked before any is launched, see :mod:`spatialprobe.launch.sweep`); a multirun whose
     plain overrides all name keys of the primary config file composes nothing here.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -222,7 +132,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.example = example
 
     def error(self, message: str) -> None:
-        from .errors import report
+        from spatialprobe.errors import report
 
         report(UserError(f"{message}; e.g. {self.example}" if self.example else message))
 
@@ -233,9 +143,6 @@ def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], No
     options, ``checks``, then :func:`check_command_line`: unknown keys of ``config_name`` and, for a
     single run, ``validate``), each problem one line and exit 2, then run the Hydra app.
     ``-v`` / ``--verbose`` shows the dependencies' log lines and warnings on the console too."""
-    from .console import capture_warnings, verbose_argv
-    from .errors import reported
-
     sys.argv[1:] = verbose_argv(sys.argv[1:])  # -v: Hydra's default logging, everything on the console
     capture_warnings()
     argv = sys.argv[1:]
@@ -255,11 +162,43 @@ def tool_entry(config_name: str, run: Callable[[DictConfig], Any],
     (its schema check) answers a bad command line before Hydra runs (:func:`check_command_line`)."""
     import hydra
 
-    from .errors import reported
-
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
     def hydra_main(cfg: DictConfig) -> None:
         with reported():
             run(cfg)
 
     return lambda: hydra_entry(hydra_main, config_name=config_name, validate=validate)
+
+
+def capture_warnings() -> None:
+    """Warnings become log records (logger ``py.warnings``): in the run's log file, off the quiet console."""
+    logging.captureWarnings(True)
+
+
+def verbose_argv(argv: list[str]) -> list[str]:
+    """``-v`` / ``--verbose`` replaced by the overrides that select Hydra's default (verbose) logging."""
+    if not any(a in VERBOSE_FLAGS for a in argv):
+        return argv
+    return [a for a in argv if a not in VERBOSE_FLAGS] + VERBOSE_OVERRIDES
+
+
+
+def check_output_overrides(argv: list[str]) -> None:
+    """Hydra creates the output directory before any of our code runs: check the output paths
+    given on the command line (and $SPATIALPROBE_RUNS) first, so a bad one is one clear line."""
+    paths = [("SPATIALPROBE_RUNS", os.environ["SPATIALPROBE_RUNS"])] if os.environ.get("SPATIALPROBE_RUNS") else []
+    for arg in argv:
+        key, _, value = arg.lstrip("+").partition("=")
+        if key in OUTPUT_KEYS and value and "$" not in value:
+            paths.append((key, value))
+    for key, value in paths:  # checked without creating anything (a dry run or a rejected sweep writes nothing)
+        path = Path(value).expanduser().absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is not a directory"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"permission denied on {existing}"
+        if problem:
+            raise UserError(f"{key}={value!r}: output directory is not writable ({problem}); "
+                            "choose a writable place")
