@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 ARGS   ?=
 # pytest-xdist workers: a crash or hang in one test (a native kernel, a stuck process) costs its worker,
 # not the run, and the closing summary line always appears; two also halve the fast suite on 2 cores
 TEST_WORKERS ?= 2
 
-.PHONY: install test test-all test-slow train demo bench gpu-check lint clean
+.PHONY: install test test-all test-slow train demo bench gpu-check docs lint clean
 
 install: $(STAMP)
 
@@ -39,8 +40,15 @@ bench: install           ## ratios against baselines measured in the same run
 gpu-check: install       ## the GPU path end to end: one table, benchmarks/results-gpu.md (no CUDA: one line, exit 0)
 	$(PY) benchmarks/gpu_check.py $(ARGS)
 
+docs: $(DOCS_STAMP)      ## the documentation site (mkdocs-material) into site/; strict: a broken link or page fails
+	$(PY) -m mkdocs build --strict -d site
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
+
 lint: install
 	$(PY) -m ruff check src tests benchmarks
 
 clean:
-	rm -rf runs outputs multirun .pytest_cache .ruff_cache
+	rm -rf runs outputs multirun site .pytest_cache .ruff_cache

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = Path(os.environ.get("SPATIALPROBE_SHARED", REPO.parent / "shared")) / "data" / "cifar10-jpg.tar.gz"
+SHARED_CIFAR = Path(os.environ.get("SPATIALPROBE_CIFAR10")
+                    or Path(os.environ.get("SPATIALPROBE_SHARED", REPO.parent / "shared")) / "data" / "cifar10-jpg.tar.gz")
 
 
 def cifar10(n: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:

@@ -11,8 +11,7 @@
 #   SLURM:  LAUNCHER=slurm bash sweeps/a_cpu_evidence.sh
 LAUNCHER=${LAUNCHER:-basic}
 source "$(dirname "$0")/lib.sh"
-SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
-if [ -f "$SHARED_CIFAR" ]; then ROOT=$SHARED_CIFAR; else ROOT=data/cifar10; fi
+ROOT=$CIFAR10_ROOT   # $SPATIALPROBE_CIFAR10, else data/cifar10 (torchvision downloads it there)
 NAME=cpu_cifar10_paper_a
 K=3
 sweep experiment=$NAME "dataset.root=$ROOT" method=none k=0 "$@"

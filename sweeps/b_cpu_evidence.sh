@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# P at CPU scale on real CIFAR-10 (README "Position information after global pooling", ledger section B):
+# P at CPU scale on real CIFAR-10 (docs/position.md, "CPU-scale results"; ledger section B):
 #  1. Table 2's three rows, ResNet-18 x0.25, 10,240 training / 2,000 test images, 6 one-cycle epochs
 #     (conf/experiment/resnet18_cifar10_augshift_cpu.yaml): the baseline, +AugShift, BlurPool; top-1, Cons.8;
 #  2. position decoding from each frozen network's pooled latent (spatialprobe.decode: a linear read-out
@@ -10,8 +10,7 @@
 #   local:  OMP_NUM_THREADS=1 bash sweeps/b_cpu_evidence.sh       SLURM:  LAUNCHER=slurm bash sweeps/b_cpu_evidence.sh
 LAUNCHER=${LAUNCHER:-basic}
 source "$(dirname "$0")/lib.sh"
-SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
-if [ -f "$SHARED_CIFAR" ]; then ROOT=$SHARED_CIFAR; else ROOT=data/cifar10; fi
+ROOT=$CIFAR10_ROOT   # $SPATIALPROBE_CIFAR10, else data/cifar10 (torchvision downloads it there)
 EXP=resnet18_cifar10_augshift_cpu
 
 sweep experiment=$EXP "dataset.root=$ROOT" task=classify,augshift model.blurpool=false "$@"   # ResNet-18, +AugShift

@@ -2,8 +2,8 @@
 # `make demo`: a real small K-sweep on real CIFAR-10 on the CPU, ending in the K-curve figure.
 # experiment=demo_cifar10_kcurve: narrow VGG-16-BN, 10,240 training / 2,000 test images, 12 epochs;
 # the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 and 6 convs: 5 runs in one
-# multirun. Re-running it skips the complete runs. Uses ../shared/data/cifar10-jpg.tar.gz when
-# present, else torchvision's download into data/.
+# multirun. Re-running it skips the complete runs. Reads CIFAR-10 from $SPATIALPROBE_CIFAR10 when set (a
+# local copy), else from data/cifar10, where torchvision downloads it on the first run.
 #   local:  bash sweeps/demo.sh               (the runs side by side as local processes, 1 thread each)
 #   SLURM:  LAUNCHER=slurm bash sweeps/demo.sh
 #   -v:     bash sweeps/demo.sh -v            (the runs' full logs on the console too)
@@ -12,8 +12,7 @@
 # ceil(5 / (5 // c)) at a time (3 on 2 cores: 3 + 2 runs, no core idle; DEMO_PARALLEL overrides).
 LAUNCHER=${LAUNCHER:-local}
 source "$(dirname "$0")/lib.sh"
-SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
-if [ -f "$SHARED_CIFAR" ]; then ROOT=$SHARED_CIFAR; else ROOT=data/cifar10; fi
+ROOT=$CIFAR10_ROOT   # $SPATIALPROBE_CIFAR10, else data/cifar10 (torchvision downloads it there)
 
 JOBS=5
 ARGS=()

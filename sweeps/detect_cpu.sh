@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# S0 section 4.5 at CPU scale (README "Detection", docs/REPRODUCTION.md "A. Detection on Pascal VOC"):
+# S0 section 4.5 at CPU scale (docs/detection.md, docs/REPRODUCTION.md "A. Detection on Pascal VOC"):
 # baseline vs spatially shuffled last backbone unit of the YOLO-like detector on cifar10_detect (real
 # CIFAR-10 objects pasted on 64 px canvases), conf/experiment/detect_cpu.yaml, 2 runs; then the table
 # (detection_table.md) and S0's Fig. 9 pies and Fig. 8 examples. Runs go to runs/sweeps/detect_cpu/.
-# Uses ../shared/data/cifar10-jpg.tar.gz when present, else torchvision's download into data/.
+# Reads CIFAR-10 from $SPATIALPROBE_CIFAR10 when set (a local copy), else torchvision's download into data/.
 # On a busy machine OMP_NUM_THREADS=1 is many times faster than 2 threads (measured here: 10x).
 #   local:  OMP_NUM_THREADS=1 bash sweeps/detect_cpu.sh          SLURM:  LAUNCHER=slurm bash sweeps/detect_cpu.sh
 LAUNCHER=${LAUNCHER:-basic}
 source "$(dirname "$0")/lib.sh"
-SHARED_CIFAR=${SPATIALPROBE_SHARED:-../shared}/data/cifar10-jpg.tar.gz
-if [ -f "$SHARED_CIFAR" ]; then ROOT=$SHARED_CIFAR; else ROOT=data/cifar10; fi
+ROOT=$CIFAR10_ROOT   # $SPATIALPROBE_CIFAR10, else data/cifar10 (torchvision downloads it there)
 sweep experiment=detect_cpu "dataset.root=$ROOT" "$@"    # k=0,1: baseline, shuffled last backbone unit
 detection_figures detect_cpu

@@ -3,9 +3,18 @@
 #   LAUNCHER=slurm (a SLURM job array; add hydra.launcher.partition=... trainer=gpu ... as arguments)
 #   DRY_RUN=1      list and validate every job of every sweep, train nothing
 #   PY=...         the python with spatialprobe installed (default: .venv/bin/python, else python)
+#   SPATIALPROBE_CIFAR10=...  a local copy of CIFAR-10 for the CIFAR-10 scripts ($CIFAR10_ROOT): torchvision's
+#                  batches folder or a class-folder .tar.gz of JPEGs; unset, they read
+#                  ${SPATIALPROBE_DATA:-data}/cifar10, where torchvision downloads CIFAR-10 on the first run
 # With logger=wandb among the script's arguments the figures step also logs a W&B "figures" run
 # (plot --wandb) into the group of the sweep's runs.
 set -euo pipefail
+CIFAR10_ROOT=${SPATIALPROBE_CIFAR10:-}
+case "$CIFAR10_ROOT" in
+    "") CIFAR10_ROOT=${SPATIALPROBE_DATA:-data}/cifar10 ;;   # relative to the repository root, as paths.data_dir
+    /*) ;;
+    *) CIFAR10_ROOT=$PWD/$CIFAR10_ROOT ;;                   # a relative path names a file from where the script was started
+esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ -z "${PY:-}" ]; then if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python; fi; fi
 LAUNCHER=${LAUNCHER:-local}

@@ -1,4 +1,4 @@
-"""The bad-input catalogue (README "Troubleshooting: bad input"), one case per row, as a user meets it.
+"""The bad-input catalogue (docs/troubleshooting.md, "Troubleshooting: bad input"), one case per row, as a user meets it.
 
 Every case runs the real command (its ``main()`` with the command line as ``sys.argv``) and must end
 with: exit status 2, one line on stderr ``spatialprobe: error: ...`` that names the key (or
@@ -11,11 +11,12 @@ entry point in this process (seconds of imports cheaper, the same stdout, stderr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from conftest import TINY, cli, run_cli
+from conftest import REPO, TINY, cli, run_cli
 
 DATA = ["dataset=cifar10", "dataset.root={cifar}", *TINY]
 VOC = ["task=detect", "dataset=voc", "model.width=0.0625", "trainer.max_epochs=1", "dataset.num_workers=0"]
@@ -135,6 +136,16 @@ def test_the_catalogue_is_big_and_covers_every_entry_point():
                                               "plot")}
     assert {c[1] for c in CASES} == commands
     assert {c[1] for c in CASES if c[0] in IN_A_PROCESS} == commands and IN_A_PROCESS <= {c[0] for c in CASES}
+
+
+def test_the_troubleshooting_page_states_the_catalogue_as_tested():
+    """docs/troubleshooting.md says how many cases this file runs, and through which commands: both as here."""
+    text = (REPO / "docs" / "troubleshooting.md").read_text()
+    claim = re.search(r"`tests/test_bad_input.py` runs (\d+) of the cases below through (.*?) as a user would", text, re.S)
+    assert claim, "docs/troubleshooting.md no longer states the catalogue's size"
+    assert int(claim.group(1)) == len(CASES)
+    named = set(re.findall(r"`(\w+)`", claim.group(2)))
+    assert named == {c[1].removeprefix("spatialprobe.") for c in CASES}
 
 
 @pytest.mark.parametrize("module,args,needles,process",

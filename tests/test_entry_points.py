@@ -115,7 +115,7 @@ def test_evaluate_missing_checkpoint(env, tmp_path):
 
 
 def test_evaluate_finds_moved_data_through_data_root(trained, tmp_path):
-    """README: ``data.root=`` points evaluate at the data when it no longer lives where training read it."""
+    """docs/methods.md: ``data.root=`` points evaluate at the data when it no longer lives where training read it."""
     import torch
 
     run_dir, env, root = trained

@@ -364,7 +364,7 @@ def test_search_k_bisects_real_trainings_end_to_end_then_the_sweep_skips_its_run
 
 
 def test_dry_run_lists_every_state_and_shared_directories_are_refused(env, tmp_path):
-    """README: dry_run=true lists to do / complete / failed / running; two jobs that would share a run
+    """docs/sweeps.md: dry_run=true lists to do / complete / failed / running; two jobs that would share a run
     directory (a swept key that stays out of the directory name) are refused before anything runs."""
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "model=resnet18", "model.width=0.0625", "method=spatial_shuffle", "k=0,1,2,3",

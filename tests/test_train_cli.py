@@ -83,7 +83,7 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
 
 
 def test_best_ckpt_holds_the_epoch_of_the_highest_val_top1(fake_cifar10, env, tmp_path):
-    """README: best.ckpt = highest val_top1. The learning rate jumps 100x (to 5) for the last epoch,
+    """docs/configuration.md: best.ckpt = highest val_top1. The learning rate jumps 100x (to 5) for the last epoch,
     which wrecks the network: the best epoch is an earlier one, and best != last."""
     run_dir = tmp_path / "run"
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=3", "recipe.lr=0.05",
