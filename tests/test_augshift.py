@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from conftest import compose_train
 from spatialprobe.errors import ConfigError
-from spatialprobe.tasks.augshift import AugShift, augshift_loss, shifted_crops
+from spatialprobe.tasks.augshift import AugShift, augshift_loss
 from spatialprobe.tasks.consistency import ConsistencyMetric, ShiftConsistency, black, shifted_views
 
 
@@ -60,42 +60,72 @@ def test_augshift_loss_is_ce1_plus_ce2_plus_lambda_mse_by_hand():
     assert loss == pytest.approx(ce1 + ce2 + 0.5 * 2.5, abs=1e-6)
 
 
-def test_augshift_training_step_uses_two_shifted_views(monkeypatch):
+def test_augshift_training_step_uses_the_loaders_two_views(monkeypatch):
     model = SumPoolNet(torch.randn(3, 2))
     recipe = OmegaConf.to_container(compose_train().recipe)
-    module = AugShift(model, 3, recipe, lam=2.0, shift=1)
-    views = []
-    real = shifted_crops
-
-    def spy(x, shift, g, fill=None):
-        out = real(x, shift, g, fill)
-        views.append(out)
-        return out
-
-    monkeypatch.setattr("spatialprobe.tasks.augshift.shifted_crops", spy)
+    module = AugShift(model, 3, recipe, lam=2.0)
     monkeypatch.setattr(module, "log", lambda *a, **k: None)
     monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
-    x, y = torch.rand(4, 2, 5, 5), torch.tensor([0, 1, 2, 0])
+    x1, x2, y = torch.rand(4, 2, 5, 5), torch.rand(4, 2, 5, 5), torch.tensor([0, 1, 2, 0])
+    loss = module.training_step(((x1, x2), y), 0)
+    assert torch.allclose(loss, augshift_loss(model, x1, x2, y, 2.0)[0])
+    assert not torch.allclose(loss, augshift_loss(model, x1, x1, y, 2.0)[0])
+
+
+def pixel_views(x: torch.Tensor, views: int, pad: int = 4, seed: int = 0):
+    """One training batch of the device loader over uint8 NHWC ``x``, back in pixel values (NHWC)."""
+    from spatialprobe.data.loader import TensorBatches
+
+    loader = TensorBatches(x, torch.arange(len(x)), len(x), (0.0, 0.0, 0.0), (1 / 255,) * 3, shuffle=False,
+                           augment=True, pad=pad, seed=seed, views=views)
+    out, _ = next(iter(loader))
+    as_pixels = lambda v: v.round().to(torch.uint8).permute(0, 2, 3, 1)  # noqa: E731
+    return tuple(as_pixels(v) for v in out) if views > 1 else as_pixels(out)
+
+
+def crop_offset(view: torch.Tensor, image: torch.Tensor, pad: int) -> tuple[int, int]:
+    """The (dy, dx) at which ``view`` (or its mirror) is a window of ``image`` zero-padded by ``pad``: the
+    crop's shift, -pad..pad per axis."""
+    size = image.shape[0]
+    padded = torch.nn.functional.pad(image, (0, 0, pad, pad, pad, pad))
+    hits = [(dy - pad, dx - pad) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+            if any(torch.equal(padded[dy:dy + size, dx:dx + size], v) for v in (view, view.flip(1)))]
+    assert len(hits) == 1, hits
+    return hits[0]
+
+
+def test_each_augshift_view_is_one_draw_of_the_baselines_crop_and_the_two_are_independent():
+    """P 4.1's "two different crops of the same image": each view is the loader's own pad-4 crop and flip of the
+    un-augmented image (not a crop of an already cropped one), so each view's shift ranges over exactly the
+    baseline's -4..4 px per axis, and the shift between the two views over -8..8."""
+    n, size, pad = 2048, 10, 4
+    x = torch.randint(1, 256, (n, size, size, 3), dtype=torch.uint8)  # no zeros: the padding is recognisable
+    single = pixel_views(x, 1, pad)
+    v1, v2 = pixel_views(x, 2, pad)
+    assert torch.equal(v1, single)  # view 1 is the baseline's batch itself (same stream)
+    o1 = torch.tensor([crop_offset(v1[i], x[i], pad) for i in range(n)])
+    o2 = torch.tensor([crop_offset(v2[i], x[i], pad) for i in range(n)])
+    for o in (o1, o2):
+        assert o.min() == -pad and o.max() == pad  # each view: exactly the baseline's range, every value seen
+        assert len({tuple(r) for r in o.tolist()}) == (2 * pad + 1) ** 2
+    diff = o1 - o2
+    assert diff.min() == -2 * pad and diff.max() == 2 * pad  # between the views: up to 8 px per axis
+    same = (diff == 0).all(1).float().mean().item()
+    assert same < 0.03  # independent draws: the same shift about 1 time in 81, not always
+    flips = torch.tensor([torch.equal(v1[i], v2[i].flip(1)) for i in range(n)]).float().mean().item()
+    assert 0.0 <= flips < 0.05
+
+
+def test_the_torch_loaders_views_are_independent_draws_of_its_transform():
+    from torchvision import transforms as T
+
+    from spatialprobe.data.torchpath import Views
+
     torch.manual_seed(0)
-    loss = module.training_step((x, y), 0)
-    assert len(views) == 2 and not torch.equal(views[0], views[1])
-    expected = augshift_loss(model, views[0], views[1], y, 2.0)[0]
-    assert torch.allclose(loss, expected)
-
-
-def test_shifted_crops_are_windows_of_the_padded_images_drawn_per_image():
-    x = torch.rand(16, 3, 6, 6) + 1
-    fill = torch.tensor([-1.0, -2.0, -3.0]).view(1, 3, 1, 1)
-    out = shifted_crops(x, 2, torch.Generator().manual_seed(0), fill)
-    padded = fill.expand(16, 3, 10, 10).clone()
-    padded[..., 2:8, 2:8] = x
-    found = []
-    for i in range(16):
-        hits = [(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(padded[i, :, dy:dy + 6, dx:dx + 6], out[i])]
-        assert len(hits) == 1
-        found.append(hits[0])
-    assert len(set(found)) > 1  # every image its own offset
-    assert torch.equal(shifted_crops(x, 0, torch.Generator()), x)
+    image = T.ToPILImage()(torch.rand(3, 12, 12))
+    pair = Views(T.Compose([T.RandomCrop(12, padding=4), T.ToTensor()]), 2)(image)
+    assert isinstance(pair, tuple) and len(pair) == 2 and not torch.equal(pair[0], pair[1])
+    assert isinstance(Views(T.ToTensor(), 1)(image), torch.Tensor)
 
 
 def test_black_is_the_normalised_value_of_a_zero_pixel():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -47,13 +49,23 @@ def test_gpu_hours_from_a_gpu_peak_or_a_measured_throughput(tmp_path):
     cfg = compose_train("experiment=demo_cifar10_kcurve", "cost.gpu=A100", "cost.mfu=0.5")
     lines, total = cost.report([cfg, cfg], tmp_path)
     c = cost.job_cost(cfg, cost.FlopCache(tmp_path / "flops.json"))
-    hours = c.train_flops / (312e12 * 0.5) / 3600
-    assert lines[0] == f"{cost.si(c.train_flops)} to train, {cost.gpu_time(hours)}"
-    assert total.startswith(f"cost: {cost.si(2 * c.train_flops)} to train") and "A100 (312 TFLOP/s bf16 peak x MFU 0.5)" in total
+    # the baseline (k=0) is tested once per checkpoint: 2,000 test images x 1 pass x (final + best)
+    assert (c.test_images, c.passes, c.tests) == (2000, 1, 2) and c.test_flops == c.forward_flops * 4000
+    hours = (c.train_flops + c.test_flops) / (312e12 * 0.5) / 3600
+    assert lines[0] == f"{cost.si(c.train_flops)} to train, {cost.si(c.test_flops)} to test (1 pass x 2), {cost.gpu_time(hours)}"
+    assert total.startswith(f"cost: {cost.si(2 * (c.train_flops + c.test_flops))} to train and test")
+    assert "A100 (312 TFLOP/s bf16 peak x MFU 0.5)" in total
     assert (tmp_path / "flops.json").is_file()  # counted once, remembered
     measured = compose_train("experiment=demo_cifar10_kcurve", "cost.images_per_s=2048")
     (line,), total = cost.report([measured], tmp_path)
-    assert line.endswith(cost.gpu_time(10_240 * 12 / 2048 / 3600)) and "2,048 images/s" in total
+    assert line.endswith(cost.gpu_time((10_240 * 12 + 4000 / 3) / 2048 / 3600)) and "2,048 images/s" in total
+    # a shuffle active at test time is tested eval.test_passes times; conv1x1 (deterministic) once
+    shuffled = compose_train("experiment=demo_cifar10_kcurve", "k=3", "eval.test_passes=200")
+    assert cost.job_cost(shuffled, cost.FlopCache(None)).tested_images == 2000 * 200 * 2
+    off_at_test = compose_train("experiment=demo_cifar10_kcurve", "k=3", "eval.test_passes=200", "method.test=false")
+    assert cost.job_cost(off_at_test, cost.FlopCache(None)).passes == 1
+    fixed = compose_train("experiment=demo_cifar10_kcurve", "method=conv1x1", "k=3", "eval.test_passes=200")
+    assert cost.job_cost(fixed, cost.FlopCache(None)).passes == 1
     assert [cost.gpu_time(h) for h in (2.345, 0.5, 1 / 7200)] == ["2.3 GPU-hours", "30.0 GPU-minutes", "0.5 GPU-seconds"]
 
 
@@ -99,6 +111,6 @@ def test_dry_run_of_a_sweep_prints_the_cost_per_job_and_in_total(tmp_path, capsy
     assert stop.value.code == 0
     out = capsys.readouterr().out.splitlines()
     jobs = [line for line in out if line.startswith("  [to do]")]
-    assert len(jobs) == 5 and all("TFLOP to train" in j and "GPU-seconds" in j for j in jobs)
-    assert out[-1].startswith("cost: 73.") and "H100 (989 TFLOP/s bf16 peak x MFU 0.3)" in out[-1]
+    assert len(jobs) == 5 and all("TFLOP to train" in j and "to test" in j and "GPU-seconds" in j for j in jobs)
+    assert re.match(r"cost: 7\d\.\d+ TFLOP to train and test", out[-1]) and "H100 (989 TFLOP/s bf16 peak x MFU 0.3)" in out[-1]
     assert not (tmp_path / "sweeps").exists()  # a dry run writes no run directory

@@ -44,6 +44,32 @@ def test_a_training_record_holds_the_papers_receptive_field(fake_cifar10, tmp_pa
     assert json.loads((tmp_path / "run" / "result.json").read_text())["receptive_field"] == 100
 
 
+def test_a_shuffled_run_is_tested_in_passes_and_its_record_holds_mean_and_spread(fake_cifar10, tmp_path, monkeypatch):
+    """eval.test_passes: a shuffle active at test time is tested in several passes, each its own random
+    stream; the record's test_top1 is their mean (the logged per-pass values, averaged), with the std and
+    the number of passes. A deterministic network (conv1x1) is tested once."""
+    import csv
+    import statistics
+
+    from spatialprobe.train import run
+
+    monkeypatch.setenv("SPATIALPROBE_CACHE", str(tmp_path / "cache"))
+    common = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.limit_train_batches=2",
+              "trainer.precision=32-true", "eval.test_passes=5", f"paths.cache_dir={tmp_path / 'cache'}"]
+    rec = run(compose_train(*common, "method=spatial_shuffle", "k=2"), tmp_path / "shuffled")
+    assert rec["status"] == "complete" and rec["test_passes"] == 5
+    rows = list(csv.DictReader(open(tmp_path / "shuffled" / "logs" / "attempt-1" / "metrics.csv")))
+    per_pass = [float(r["test_top1"]) for r in rows if r.get("test_top1")][:5]  # the final network's passes
+    losses = [float(r["test_loss"]) for r in rows if r.get("test_loss")][:5]
+    assert len(per_pass) == 5 and len(set(losses)) == 5  # each pass its own shuffles
+    assert rec["test_loss"] == pytest.approx(statistics.fmean(losses), abs=1e-4) and rec["test_loss_std"] > 0
+    assert rec["test_top1"] == pytest.approx(statistics.fmean(per_pass), abs=1e-4)
+    assert rec["test_top1_std"] == pytest.approx(statistics.stdev(per_pass), abs=1e-4)
+    assert rec["test_top1_final"] == rec["test_top1"]
+    fixed = run(compose_train(*common, "method=conv1x1", "k=2"), tmp_path / "fixed")
+    assert fixed["test_passes"] == 1 and fixed["test_top1_std"] == 0.0
+
+
 def params(arch: str, classes: int, size: int, method: str = "none", k: int = 0, unit: int | None = None) -> int:
     torch.manual_seed(0)
     model = build_model(OmegaConf.create({"arch": arch, "width": 1.0, "stem": "auto", "fc_width": 4096}), classes, size)
@@ -173,6 +199,48 @@ def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path):
     k3 = m[m.K == 3].set_index("train_method")
     assert k3.loc["spatial_shuffle", "none"] == "70.00 ± 0.20" and k3.loc["none", "spatial_shuffle"] == "10.00 ± 0.20"
     assert m[m.K == 0].set_index("train_method").loc["none", "none"] == "74.10 ± 0.20"
+
+
+def test_plot_draws_accuracy_against_receptive_field_one_line_per_input_size(tmp_path):
+    """S1 Fig. 3 (right) as a figure: delta to the baseline vs the receptive field, one line per image size."""
+    import pandas as pd
+
+    from spatialprobe.report.figures import make_all
+
+    rows = []
+    for size, base in ((32, 70.0), (64, 74.0)):
+        for k, rf in zip(range(4), (212, 164, 132, 100), strict=True):
+            rows.append({"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar100",
+                         "method": "conv1x1", "k": k, "params": 10, "units": 13, "receptive_field": rf,
+                         "test_top1": base - k * (2.0 if size == 32 else 0.5), "config.dataset.image_size": size})
+    table = tmp_path / "t.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    out = make_all(table, tmp_path / "fig")
+    assert "rf_vgg16_cifar100.png" in {p.name for p in out}
+    points = out.charts["rf_vgg16_cifar100"].points
+    assert sorted(points["series"].unique()) == ["image_size=32", "image_size=64"]
+    at = points.set_index(["series", "x"])["y"]
+    assert at[("image_size=32", 100)] == pytest.approx(-6.0) and at[("image_size=64", 100)] == pytest.approx(-1.5)
+    assert at[("image_size=32", 212)] == 0.0  # K=0 is the baseline itself
+
+
+def test_the_depth_ablation_trains_seven_models_down_to_no_1x1_layer():
+    """S1 Fig. 3 (left): conv1x1 on the last 6 units, then 0..6 of them stripped: the axis "number of 1x1 conv
+    layers" runs 6..0, so the sweep has 7 jobs, and the last one has all six modified bottlenecks removed."""
+    from spatialprobe.launch.sweep import expand_jobs, validate_jobs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=resnet50_imagenet32_depth_ablation"], return_hydra_config=True)
+        OmegaConf.set_struct(cfg, False)
+        cfg.hydra.job.config_name = "train"
+        jobs = expand_jobs(cfg)
+        validate_jobs(jobs)
+    assert sorted(int(j.config["method"]["strip"]) for j in jobs) == list(range(7))
+    torch.manual_seed(0)
+    net = build_model(OmegaConf.create({"arch": "resnet50", "width": 0.0625, "stem": "auto"}), 10, 32)
+    report = surgery.apply(net, OmegaConf.create({"name": "conv1x1", "strip": 6}), 6, 32)
+    assert report.stripped_units == list(range(10, 16)) and report.modified_units == list(range(10, 16))
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)  # the layer behind them refitted to the new width
 
 
 def test_plot_draws_the_depth_ablation(tmp_path):

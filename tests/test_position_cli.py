@@ -65,6 +65,8 @@ def test_grid_location_with_gapnet_writes_a_complete_record(gapnet_run):
     assert rec["status"] == "complete" and rec["model"] == "gapnet_resnet18" and rec["dataset"] == "grid_cifar10"
     assert rec["config"]["dataset"]["num_classes"] == 9 and rec["config"]["dataset"]["image_size"] == 96
     assert rec["data_sizes"] == {"train": 160, "val": 64, "test": 64} and rec["task"] == "classify"
+    # validated on the test split: the best test top-1 over the epochs (P's script reports it) is recorded too
+    assert rec["test_top1_best_epoch"] == rec["val_top1_best"] >= rec["val_top1_final"]
     assert abs(rec["test_top1"] * 64 / 100 - round(rec["test_top1"] * 64 / 100)) < 1e-3  # a count over 64 images
     assert 0.0 <= rec["test_cons2"] <= 100.0 and 0.0 <= rec["test_cons4"] <= 100.0  # one value per S of the list
     header = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text().splitlines()[0]
@@ -122,11 +124,11 @@ def test_switching_off_the_top_position_channels_hurts_more_than_random_ones(loc
 def test_augshift_trains_through_the_entry_point(fake_cifar10, env, tmp_path):
     run_dir = tmp_path / "run"
     p = train([*GRID, f"dataset.root={fake_cifar10}", "model=permutenet_resnet18", "task=augshift",
-               "augshift.lambda=0.5", "augshift.shift=8"], env, tmp_path, run_dir)
+               "augshift.lambda=0.5"], env, tmp_path, run_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((run_dir / "result.json").read_text())
     assert rec["status"] == "complete" and rec["task"] == "augshift"
-    assert rec["config"]["augshift"] == {"lambda": 0.5, "shift": 8}
+    assert rec["config"]["augshift"] == {"lambda": 0.5} and rec["config"]["task"]["views"] == 2
     header = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train_ce1", "train_ce2", "train_mse", "train_loss_epoch"} <= set(header)
 

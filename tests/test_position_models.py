@@ -11,6 +11,7 @@ from conftest import compose_train
 from spatialprobe.errors import ConfigError
 from spatialprobe.models import build_model
 from spatialprobe.models.position import BlurPool, ChannelPermute, binomial_kernel
+from spatialprobe.run.measure import count_flops
 
 
 def model(name, classes=9, size=96, **kw):
@@ -38,12 +39,25 @@ def test_gapnet_is_a_conv_with_one_channel_per_target_then_global_average_poolin
     assert not any(isinstance(mod, nn.Linear) for mod in m.modules())
 
 
+def test_permutenet_vgg16_is_the_authors_pool_permute_one_linear_layer():
+    """The authors' PermuteNet: global pooling, a permutation, one linear layer 512 -> classes (14.7M
+    parameters at full width, not VGG's 33.6M with the 4096-4096 classifier)."""
+    from spatialprobe.run.measure import count_params
+
+    m = model("permutenet_vgg16", classes=9, width=1.0)
+    head = m.body.classifier
+    assert isinstance(head, nn.Sequential) and isinstance(head[0], ChannelPermute)
+    assert isinstance(head[1], nn.Linear) and (head[1].in_features, head[1].out_features) == (512, 9)
+    features = sum(p.numel() for p in m.body.features.parameters())
+    assert count_params(m) == features + 512 * 9 + 9 == 14_727_753
+
+
 @pytest.mark.parametrize("name", ["permutenet_resnet18", "permutenet_vgg16"])
 def test_permutenet_permutes_the_pooled_channels_freshly_on_every_forward(name):
     m = model(name).eval()
     x = torch.randn(2, 3, 96, 96)
     z = m.pool(m.forward_features(x))             # the latent before the permutation
-    first = m.body.fc[1] if hasattr(m.body, "fc") else m.body.classifier[1][0]
+    first = m.body.fc[1] if hasattr(m.body, "fc") else m.body.classifier[1]
     seen = []
     inputs = []
     hook = first.register_forward_hook(lambda mod, inp, out: inputs.append(inp[0].detach()))
@@ -132,16 +146,36 @@ def test_blurpool_pool_blurs_after_every_strided_maxpool_only():
     assert len(blur_layers(vgg)) == 5 and all(p.stride == 1 for p in vgg.modules() if isinstance(p, nn.MaxPool2d))
 
 
-def test_blurpool_full_also_blurs_before_every_strided_conv_but_the_stem():
-    blurred = model("resnet18", stem="cifar", blurpool="full")  # the 32 px stem: no max-pool
+def test_blurpool_full_is_zhangs_antialiasing_conv_bn_relu_then_blur_pool():
+    """Zhang 2019's anti-aliased ResNet: a strided conv computes at stride 1 and its BN -> ReLU output is
+    blur-pooled with the conv's stride (in front of the block's next conv); the strided 1x1 projection on
+    the skip becomes blur pool -> 1x1 conv (stride 1); the stem conv keeps its stride."""
+    blurred = model("resnet18", stem="cifar", blurpool="full", width=1.0)  # the 32 px stem: no max-pool
+    block = blurred.body.layer2[0]
+    assert block.conv1.stride == (1, 1) and isinstance(block.conv1, nn.Conv2d)  # conv (stride 1) -> bn1 -> relu
+    assert isinstance(block.conv2, nn.Sequential) and isinstance(block.conv2[0], BlurPool)  # -> blur pool (stride 2)
+    assert block.conv2[0].stride == 2 and block.conv2[1].stride == (1, 1)                 # -> conv2 as before
+    skip = block.downsample
+    assert [type(m) for m in skip] == [BlurPool, nn.Conv2d, nn.BatchNorm2d] and skip[0].stride == 2
+    assert skip[1].kernel_size == (1, 1) and skip[1].stride == (1, 1)
     strided = [c for c in blurred.modules() if isinstance(c, nn.Conv2d) and c.stride != (1, 1)]
-    assert strided == [] and len(blur_layers(blurred)) == 6  # 3 stages x (conv + shortcut)
-    first = blurred.body.layer2[0].conv1
-    assert isinstance(first, nn.Sequential) and isinstance(first[0], BlurPool) and first[1].stride == (1, 1)
-    imagenet = model("resnet18", stem="imagenet", blurpool="full")
-    assert imagenet.body.conv1.stride == (2, 2) and len(blur_layers(imagenet)) == 7
+    assert strided == [] and len(blur_layers(blurred)) == 6  # 3 stages x (block + skip)
     x = torch.randn(1, 3, 32, 32)
-    assert blurred.forward_features(x).shape == model("resnet18", stem="cifar").forward_features(x).shape == (1, 64, 4, 4)
+    plain = model("resnet18", stem="cifar", width=1.0)
+    assert blurred.forward_features(x).shape == plain.forward_features(x).shape == (1, 512, 4, 4)
+    # FLOPs rise: the strided 3x3 convs now run at their input's resolution, plus the depthwise 4x4 blurs
+    extra = 0
+    for c_in, c_out, h in ((64, 128, 32), (128, 256, 16), (256, 512, 8)):
+        extra += 2 * 9 * c_in * c_out * (h * h - (h // 2) ** 2)      # conv1 at h x h instead of h/2 x h/2
+        extra += 2 * 16 * c_out * (h // 2) ** 2 + 2 * 16 * c_in * (h // 2) ** 2  # the two blur pools
+    assert count_flops(blurred, 32) == count_flops(plain, 32) + extra
+    # a bottleneck: the blur goes in front of conv3, after conv2 (stride 1) -> bn2 -> relu
+    bottleneck = model("resnet50", stem="cifar", blurpool="full").body.layer2[0]
+    assert bottleneck.conv2.stride == (1, 1) and isinstance(bottleneck.conv3[0], BlurPool)
+    imagenet = model("resnet18", stem="imagenet", blurpool="full")
+    assert imagenet.body.conv1.stride == (2, 2) and len(blur_layers(imagenet)) == 7  # + the max-pool's
+    mobile = model("mobilenet_v2", blurpool="full").body.features[2].conv[1]  # depthwise conv -> BN -> ReLU6 -> blur
+    assert mobile[0].stride == (1, 1) and isinstance(mobile[-1], BlurPool) and mobile[-1].stride == 2
 
 
 @pytest.mark.parametrize("arch,stem,size", [("resnet18", "auto", 32), ("resnet18", "auto", 224),

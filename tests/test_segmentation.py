@@ -94,6 +94,33 @@ def test_pedestrian_side_and_the_val_left_right_subsets(tmp_path):
                           "val", side="left")
 
 
+def test_a_users_image_list_chooses_the_val_left_and_right_images(tmp_path):
+    """P 4.2: the authors released their 42 val-left / val-right images; a list with sides is taken as it is
+    (even against the labels), a list without sides is split into halves by the labels."""
+    root = make_cityscapes(tmp_path / "cs", splits=("val",), per_split=6, pedestrians=["left", "right", "left",
+                                                                                        None, "both", "right"])
+
+    def made(batches):
+        return sorted(int(Path(batches.data.images[i]).name.split("_")[1]) for i in batches.indices)
+
+    sided = tmp_path / "sided.txt"
+    sided.write_text("# name side\nfakecity_000003_000019 left\nfakecity_000000_000019_leftImg8bit.png left\n"
+                     "val/fakecity/fakecity_000004_000019 right\n")
+    assert made(CityscapesBatches(root, "val", side="left", image_list=sided)) == [0, 3]
+    assert made(CityscapesBatches(root, "val", side="right", image_list=sided)) == [4]
+    plain = tmp_path / "plain.txt"
+    plain.write_text("fakecity_000001_000019\nfakecity_000002_000019\nfakecity_000004_000019\n")
+    assert made(CityscapesBatches(root, "val", side="left", image_list=plain)) == [2]
+    assert made(CityscapesBatches(root, "val", side="right", image_list=plain)) == [1]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fakecity_000009_000019 left\n")
+    with pytest.raises(DataError, match="1 listed image.*not in the val split.*fakecity_000009_000019"):
+        CityscapesBatches(root, "val", side="left", image_list=bad)
+    bad.write_text("fakecity_000001_000019 up\n")
+    with pytest.raises(DataError, match=r"bad.txt:1: expected '<image name> \[left\|right\]'"):
+        CityscapesBatches(root, "val", side="left", image_list=bad)
+
+
 def test_deeplab_probe_ranks_and_switches_off_backbone_channels(cityscapes):
     torch.manual_seed(0)
     model = build_deeplab(19)

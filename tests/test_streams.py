@@ -32,7 +32,7 @@ def test_no_two_streams_of_a_run_coincide_over_small_imagenet_epochs(seed):
     """Two consecutive 10,009-batch epochs of training steps and of augmentation, 90 epochs of
     everything per epoch: all 64-bit seeds distinct, and so are their low 32 bits (the CPU stream)."""
     n = SMALL_IMAGENET_BATCHES
-    keys = [(p, e, b, n) for p in ("train_step", "augment") for e in (0, 1) for b in range(n)]
+    keys = [(p, e, b, n) for p in ("train_step", "augment", "augment_view2") for e in (0, 1) for b in range(n)]
     keys += [(p, e, 0, 1) for p in ("val", "order", "eval_pass") for e in range(90)]
     keys += [("cells", e, r, 8) for e in range(90) for r in range(8)]
     keys += [("placement", 0, s, 2) for s in (0, 1)] + [(p, 0, 0, 1) for p in ("test", "final_test", "consistency")]

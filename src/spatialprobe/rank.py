@@ -154,7 +154,7 @@ def run(cfg: DictConfig) -> dict:
         def probe_batches(ranking: str):  # P: the val split; val-left / val-right for the region rankings
             side = None if ranking == "overall" else ranking
             for x, _, _ in CityscapesBatches(sc.root, sc.probe_split, int(cfg.batch_size), size, int(cfg.probe_images),
-                                             side=side):
+                                             side=side, image_list=sc.get("image_list")):
                 yield x
 
         def eval_batches():

@@ -412,7 +412,9 @@ def check_task(cfg) -> None:
     size = get(cfg, "dataset.image_size")
     if task == "augshift":
         require_number(cfg, "augshift.lambda", minimum=0)
-        require_number(cfg, "augshift.shift", integer=True, minimum=0)
+        require_choice(cfg, "task.views", [2])  # the loader's two augmented views of every image
+    elif get(cfg, "task.views") is not None:
+        require_choice(cfg, "task.views", [1])  # one view: only augshift trains on pairs
     if task == "segment":
         require_number(cfg, "segment.aux_weight", minimum=0)
         require_number(cfg, "segment.aux_lr_factor", minimum=0, exclusive_minimum=True)
@@ -538,6 +540,7 @@ def check_run(cfg) -> None:
     require_number(cfg, "checkpoint.every_n_steps", integer=True, minimum=1, optional=True)
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
     require_number(cfg, "checkpoint.signal_deadline_s", minimum=0, exclusive_minimum=True, optional=True)
+    require_number(cfg, "eval.test_passes", integer=True, minimum=1, optional=True)
     require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.hang_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)

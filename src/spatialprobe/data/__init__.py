@@ -109,8 +109,11 @@ def load_splits(ds: DictConfig, cache_dir: str | Path | None) -> Splits:
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """The datamodule of ``dataset.kind`` (reads, or decodes once and caches, the data)."""
-    return KINDS[cfg.dataset.get("kind", "array")](cfg)
+    """The datamodule of ``dataset.kind`` (reads, or decodes once and caches, the data); ``task.views``
+    views of every training image (2 for task=augshift: each view its own draw of the augmentation)."""
+    dm = KINDS[cfg.dataset.get("kind", "array")](cfg)
+    dm.train_views = int(OmegaConf.select(cfg, "task.views", default=1) or 1)
+    return dm
 
 
 __all__ = ["KINDS", "ArrayDataModule", "Splits", "build_datamodule", "load_splits"]

@@ -92,23 +92,60 @@ def read_item(data, lut: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tens
     return x, lut[y.long()]
 
 
+def read_image_list(path: str | Path) -> dict[str, str | None]:
+    """A user's image list: one Cityscapes image per line, its name (``frankfurt_000000_000294``, with or
+    without ``_leftImg8bit.png`` or a folder) optionally followed by ``left`` or ``right``; ``#`` comments."""
+    path = Path(path).expanduser()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise DataError(f"segmentation.image_list={str(path)!r}: unreadable ({err.strerror or err})") from None
+    listed: dict[str, str | None] = {}
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        side = words[1].lower() if len(words) > 1 else None
+        if side not in (None, *SIDES) or len(words) > 2:
+            raise DataError(f"{path}:{number}: expected '<image name> [left|right]', found {line.strip()!r}")
+        listed[Path(words[0]).name.removesuffix(".png").removesuffix("_leftImg8bit")] = side
+    if not listed:
+        raise DataError(f"{path}: the image list names no image")
+    return listed
+
+
 class CityscapesBatches:
     """Batches ``(x, train-id target, None)`` of a Cityscapes-format split (see module docstring).
 
     ``side``: only the images whose pedestrian pixels all lie in that half (P's val-left / val-right),
-    chosen from the labels; ``limit``: at most that many images (after the selection).
+    chosen from the labels, or from ``image_list`` (:func:`read_image_list`: the listed images, and, where a
+    line names a side, only those of that side: the authors' released list of val-left / val-right images);
+    ``limit``: at most that many images (after the selection).
     """
 
     def __init__(self, root: str | Path, split: str = "val", batch_size: int = 2, size: Sequence[int] | None = None,
-                 limit: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, side: str | None = None):
+                 limit: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD, side: str | None = None,
+                 image_list: str | Path | None = None):
         self.data = open_split(root, split)
         self.lut = torch.from_numpy(train_id_table())
         self.indices = list(range(len(self.data)))
-        if side is not None:
+        if side is not None and image_list is not None:
+            listed = read_image_list(image_list)
+            names = {Path(p).name.removesuffix("_leftImg8bit.png"): i for i, p in enumerate(self.data.images)}
+            missing = sorted(n for n in listed if n not in names)
+            if missing:
+                raise DataError(f"{image_list}: {len(missing)} listed image(s) are not in the {split} split of {root}, "
+                                f"e.g. {missing[0]}")
+            sided = any(v is not None for v in listed.values())
+            self.indices = sorted(names[n] for n, s in listed.items() if (s == side if sided else True))
+            if not sided:  # a plain list: its images, split into the halves by their labels
+                self.indices = [i for i in self.indices
+                                if pedestrian_side(read_item(self.data, self.lut, i)[1]) == side]
+        elif side is not None:
             self.indices = [i for i in self.indices if pedestrian_side(read_item(self.data, self.lut, i)[1]) == side]
-            if not self.indices:
-                raise DataError(f"{root}: no {split} image has its pedestrians (person, rider) only in the {side} "
-                                f"half, so there is no val-{side} subset to rank on")
+        if side is not None and not self.indices:
+            raise DataError(f"{root}: no {split} image has its pedestrians (person, rider) only in the {side} "
+                            f"half, so there is no val-{side} subset to rank on")
         if limit is not None:
             self.indices = self.indices[:int(limit)]
         self.count = len(self.indices)

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.data.sources import Splits
-from spatialprobe.data.torchpath import ArrayImages, array_transform, make_loader
+from spatialprobe.data.torchpath import Views, ArrayImages, array_transform, make_loader
 
 log = logging.getLogger("spatialprobe")
 
@@ -71,7 +71,11 @@ class ArrayDataModule(pl.LightningDataModule):
 
     ``val_size > 0`` holds out the last ``val_size`` training images for validation; otherwise the
     test split doubles as the validation split (as in the papers, which report test accuracy).
+    ``train_views = 2`` (``task.views``, task=augshift): every training batch holds two views of its
+    images, ``((view 1, view 2), labels)``, each its own draw of the training augmentation.
     """
+
+    train_views = 1
 
     def __init__(self, splits: Splits, ds: DictConfig, batch_size: int, seed: int, eval_batch_size: int | None = None,
                  channels_last: bool = False):
@@ -122,6 +126,7 @@ class ArrayDataModule(pl.LightningDataModule):
             x, y = self.arrays[split]
             transform = array_transform(train and bool(self.ds.augment), self.ds.mean, self.ds.std,
                                         native_size=x.shape[1], size=self.size)
+            transform = Views(transform, self.train_views if train else 1)
             return make_loader(ArrayImages(x, y, transform), self.batch_size if train else self.eval_batch_size,
                                train=train, seed=self.seed, epoch_fn=epoch_fn or (lambda: 0),
                                num_workers=int(self.ds.get("num_workers", 0)), pin_memory=True, **shards(trainer))
@@ -141,6 +146,7 @@ class ArrayDataModule(pl.LightningDataModule):
             channels_last=self.channels_last,
             size=self.size,
             device=y.device,
+            views=self.train_views if train else 1,
         )
 
     def train_dataloader(self) -> TensorBatches | DataLoader:

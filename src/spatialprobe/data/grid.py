@@ -90,9 +90,9 @@ class GridBatches:
         for b in range(start, len(self)):
             window = slice(b * base.batch_size, (b + 1) * base.batch_size)
             sel = idx[window]
-            g = base.augment_generator(epoch, b)
             cells = (self.cells[sel.cpu()] if drawn is None else drawn[window]).to(base.device)
-            x = paste(base.transform(base._gather(sel), g), cells, self.n)
+            views = base.augmented(base._gather(sel), epoch, b)  # two views (augshift): the same cell, own flips
+            x = tuple(paste(v, cells, self.n) for v in views) if base.views > 1 else paste(views, cells, self.n)
             y = cells if self.target == "location" else base.labels[sel.to(base.device)]
             yield (x, y, cells) if self.with_cells else (x, y)
 

@@ -26,7 +26,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from spatialprobe.data.datamodule import shards, train_batches
-from spatialprobe.data.torchpath import make_loader
+from spatialprobe.data.torchpath import Views, make_loader
 from spatialprobe.errors import ConfigError, DataError
 
 EVAL_DIRS = ("val", "test")
@@ -95,6 +95,7 @@ class FileSetsDataModule(pl.LightningDataModule):
     Subclasses fill ``self.sets``; ``collate_fn`` batches their samples (None: torch's default)."""
 
     collate_fn = None
+    train_views = 1  # 2 (task.views, task=augshift): two views of every training image, each its own draw
 
     def __init__(self, ds: DictConfig, batch_size: int, seed: int, channels_last: bool = False):
         super().__init__()
@@ -127,10 +128,14 @@ class FileSetsDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """uint8 NCHW on the device -> normalised float, for the whole batch at once."""
+        """uint8 NCHW on the device -> normalised float, for the whole batch at once (each view of a pair)."""
         x, *rest = batch
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.float().sub_(self.mean.to(x.device)).mul_(self.inv_std.to(x.device)).contiguous(memory_format=fmt)
+
+        def normalised(v: torch.Tensor) -> torch.Tensor:
+            return v.float().sub_(self.mean.to(v.device)).mul_(self.inv_std.to(v.device)).contiguous(memory_format=fmt)
+
+        x = tuple(normalised(v) for v in x) if isinstance(x, list | tuple) else normalised(x)
         return (x, *rest)
 
 
@@ -155,6 +160,7 @@ class ImageFolderDataModule(FileSetsDataModule):
         self.classes = train.classes
         train_eval = copy.copy(train)  # the same file list, evaluation transforms (held-out images)
         train.transform, train_eval.transform = transforms(True, ds), transforms(False, ds)
+        self._train_folder = train
         evaluation.transform = transforms(False, ds)
         val_size = int(ds.get("val_size") or 0)
         if val_size >= len(train):
@@ -170,6 +176,11 @@ class ImageFolderDataModule(FileSetsDataModule):
         test = copy.copy(evaluation)  # its own transform: the test crop may carry context for Cons.S
         test.transform = transforms(False, ds, self.context)
         self.sets["test"] = _subset(test, eval_n)
+
+    def train_dataloader(self) -> DataLoader:
+        # task=augshift: every image twice through the ImageNet pipeline, each view its own draw
+        self._train_folder.transform = Views(transforms(True, self.ds), self.train_views)
+        return super().train_dataloader()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Normalised on the device; a test batch cut with context for Cons.S is ``(centre, y, whole)``."""

@@ -70,6 +70,7 @@ class TensorBatches:
         channels_last: bool = False,
         size: int | None = None,
         device: torch.device | str | None = None,
+        views: int = 1,
     ):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 (N, H, W, C) tensor")
@@ -80,6 +81,7 @@ class TensorBatches:
         self.drop_last, self.seed, self.epoch_fn = drop_last, seed, epoch_fn or (lambda: 0)
         self.rank, self.world_size, self.channels_last = rank, world_size, channels_last
         self.size = size if size and size != images.shape[1] else None
+        self.views = int(views)  # 2: every image twice, each view its own crop and flip (task=augshift)
         self.progress_fn: Callable[[], int] | None = None  # batches of the current epoch already trained
         self._resume_at: int = 0  # set by load_state_dict: batches of the epoch to skip on the next iter()
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255.0
@@ -134,9 +136,19 @@ class TensorBatches:
             out = out.contiguous(memory_format=fmt)
         return out
 
-    def augment_generator(self, epoch: int, batch: int) -> torch.Generator | None:
-        """The generator of batch ``batch``'s crop and flip (None without augmentation)."""
-        return generator(self.seed, "augment", epoch, batch, len(self)) if self.augment else None
+    def augment_generator(self, epoch: int, batch: int, view: int = 1) -> torch.Generator | None:
+        """The generator of batch ``batch``'s crop and flip (None without augmentation); ``view=2``: the
+        independent draw of the second view (the first view is the single-view batch itself)."""
+        if not self.augment:
+            return None
+        return generator(self.seed, "augment" if view == 1 else "augment_view2", epoch, batch, len(self))
+
+    def augmented(self, x: torch.Tensor, epoch: int, batch: int):
+        """Batch ``batch``'s images: one view, or with ``views=2`` a pair ``(view 1, view 2)``, each an
+        independent draw of the same crop and flip from the same un-augmented images."""
+        if self.views == 1:
+            return self.transform(x, self.augment_generator(epoch, batch))
+        return tuple(self.transform(x, self.augment_generator(epoch, batch, v)) for v in (1, 2))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC -> normalised float NCHW, without augmentation."""
@@ -158,5 +170,4 @@ class TensorBatches:
         idx = idx.to(self.images.device)
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            g = self.augment_generator(epoch, b)
-            yield self.transform(self._gather(sel), g), self.labels[sel.to(self.device)]
+            yield self.augmented(self._gather(sel), epoch, b), self.labels[sel.to(self.device)]

@@ -31,6 +31,17 @@ def array_transform(augment: bool, mean: Sequence[float], std: Sequence[float], 
     return T.Compose(steps)
 
 
+class Views:
+    """``transform`` applied ``views`` times to the same image: independent draws of the same augmentation
+    (task=augshift's two views); one view is the transform's own output."""
+
+    def __init__(self, transform: Callable, views: int = 1):
+        self.transform, self.views = transform, int(views)
+
+    def __call__(self, image):
+        return self.transform(image) if self.views == 1 else tuple(self.transform(image) for _ in range(self.views))
+
+
 class ArrayImages(Dataset):
     """uint8 ``(N, H, W, 3)`` images (in memory or memory-mapped) as PIL images through ``transform``."""
 

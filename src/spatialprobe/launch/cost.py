@@ -1,7 +1,9 @@
 """What a run or a sweep costs before it runs: training FLOPs and GPU-hours (``dry_run=true cost.gpu=H100``).
 
 Training FLOPs of a job = forward FLOPs per image x 3 (forward + backward) x training images x
-epochs; evaluation passes are left out. The forward FLOPs per image are counted by torch's flop
+epochs; testing FLOPs = forward FLOPs per image x test images x the test passes (``eval.test_passes``
+when a random op is active at test time, else 1) x the tested checkpoints (2 with ``eval.test_best``:
+the final and the best-validation one); the per-epoch validation is left out. The forward FLOPs per image are counted by torch's flop
 counter on the network exactly as the run builds it (method and K applied), on the meta device
 (no memory, no arithmetic), and cached per network in ``<paths.cache_dir>/flops.json``. GPU-hours
 follow from a throughput: ``cost.gpu`` names a GPU of :mod:`spatialprobe.config.gpus` whose bf16 peak
@@ -27,6 +29,8 @@ from spatialprobe.config.gpus import peak_tflops
 #: training images of the full data sets (``dataset.source`` or ``dataset.name``)
 TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000, "imagenet": 1_281_167, "imagenet32": 1_281_167,
                 "imagenet64": 1_281_167}
+#: test images of the full data sets
+TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "imagenet": 50_000, "imagenet32": 50_000, "imagenet64": 50_000}
 SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1.0, ""))
 
 
@@ -47,6 +51,26 @@ def train_images(cfg: DictConfig) -> int | None:
         return int(ds.subset) if ds.get("subset") else None
     full -= int(ds.get("val_size") or 0)
     return min(full, int(ds.subset)) if ds.get("subset") else full
+
+
+def test_images(cfg: DictConfig) -> int | None:
+    """Test images of a run: the data set's test split, cut to ``eval_subset`` (else ``subset``)."""
+    ds = cfg.dataset
+    full = TEST_IMAGES.get(str(ds.get("source") or ds.name))
+    cut = ds.get("eval_subset") or ds.get("subset")
+    if full is None:
+        return int(cut) if cut else None
+    return min(full, int(cut)) if cut else full
+
+
+def test_passes(cfg: DictConfig) -> int:
+    """Passes of each test: ``eval.test_passes`` when the method's random op stays on at test time, else 1."""
+    from spatialprobe.config.schema import METHOD_KINDS
+
+    method = cfg.method
+    modifies = int(cfg.k) > 0 or method.get("unit") is not None
+    random_at_test = METHOD_KINDS.get(str(method.name)) == "op" and bool(method.get("test", True)) and modifies
+    return int(get(cfg, "eval.test_passes") or 1) if random_at_test else 1
 
 
 def _network_key(cfg: DictConfig) -> str:
@@ -127,14 +151,30 @@ class Cost:
     forward_flops: int
     images: int | None
     epochs: int
+    test_images: int | None = None
+    passes: int = 1      # per test
+    tests: int = 1       # tested checkpoints (final, best)
 
     @property
     def train_flops(self) -> float | None:
         return None if self.images is None else 3.0 * self.forward_flops * self.images * self.epochs
 
+    @property
+    def tested_images(self) -> int:
+        return (self.test_images or 0) * self.passes * self.tests
+
+    @property
+    def test_flops(self) -> float:
+        return float(self.forward_flops) * self.tested_images
+
+    @property
+    def flops(self) -> float | None:
+        return None if self.train_flops is None else self.train_flops + self.test_flops
+
 
 def job_cost(cfg: DictConfig, cache: FlopCache) -> Cost:
-    return Cost(cache.forward_flops(cfg), train_images(cfg), int(cfg.trainer.max_epochs))
+    return Cost(cache.forward_flops(cfg), train_images(cfg), int(cfg.trainer.max_epochs), test_images(cfg),
+                test_passes(cfg), 2 if get(cfg, "eval.test_best") else 1)
 
 
 def throughput(cfg: DictConfig) -> tuple[float | None, float | None, str]:
@@ -148,9 +188,9 @@ def throughput(cfg: DictConfig) -> tuple[float | None, float | None, str]:
 
 
 def gpu_hours(cost: Cost, flop_per_s: float | None, images_per_s: float | None) -> float | None:
-    if images_per_s is not None:
-        return None if cost.images is None else cost.images * cost.epochs / images_per_s / 3600
-    flops = cost.train_flops
+    if images_per_s is not None:  # a training throughput; a test image costs a third of a training image
+        return None if cost.images is None else (cost.images * cost.epochs + cost.tested_images / 3) / images_per_s / 3600
+    flops = cost.flops
     return None if flops is None or not flop_per_s else flops / flop_per_s / 3600
 
 
@@ -164,7 +204,10 @@ def describe(cost: Cost, hours: float | None) -> str:
     flops = cost.train_flops
     if flops is None:
         return f"{si(cost.forward_flops)}/image forward (training images unknown)"
-    return f"{si(flops)} to train, {gpu_time(hours)}" if hours is not None and math.isfinite(hours) else si(flops)
+    text = f"{si(flops)} to train"
+    if cost.test_flops:
+        text += f", {si(cost.test_flops)} to test ({cost.passes} pass{'es' if cost.passes > 1 else ''} x {cost.tests})"
+    return f"{text}, {gpu_time(hours)}" if hours is not None and math.isfinite(hours) else text
 
 
 def report(configs: list[DictConfig], cache_dir: str | Path | None) -> tuple[list[str], str]:
@@ -176,14 +219,14 @@ def report(configs: list[DictConfig], cache_dir: str | Path | None) -> tuple[lis
         cost = job_cost(cfg, cache)
         hours = gpu_hours(cost, flop_per_s, images_per_s)
         lines.append(describe(cost, hours))
-        if cost.train_flops is None or hours is None:
+        if cost.flops is None or hours is None:
             unknown += 1
         else:
-            total_flops += cost.train_flops
+            total_flops += cost.flops
             total_hours += hours
     cache.save()
-    total = (f"cost: {si(total_flops)} to train (forward FLOPs/image x 3 x training images x epochs), "
-             f"{gpu_time(total_hours)} {how}")
+    total = (f"cost: {si(total_flops)} to train and test (forward FLOPs/image x (3 x training images x epochs + "
+             f"test images x passes x tested checkpoints)), {gpu_time(total_hours)} {how}")
     if unknown:
         total += f"; {unknown} job(s) of unknown size left out"
     return lines, total

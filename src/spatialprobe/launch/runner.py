@@ -91,18 +91,42 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     return result
 
 
-def metric_fields(final: dict, best: dict) -> dict:
-    """Every metric of the test epoch as the record holds it: ``<metric>`` for the final network and
-    ``<metric>_best`` for the best-validation checkpoint; ``test_top1_final`` / ``test_top5_final`` /
-    ``test_loss_final`` name the final values of the classification metrics too."""
-    fields = {}
-    for key in final:
-        fields[key] = rounded(final.get(key))
-        fields[f"{key}_best"] = rounded(best.get(key))
+def metric_fields(final: list[dict], best: list[dict]) -> dict:
+    """Every metric of the test epoch as the record holds it, from the passes over the test set (one unless a
+    random op is active at test time): ``<metric>`` is the mean over the final network's passes,
+    ``<metric>_std`` their standard deviation, ``<metric>_best`` the mean of the best-validation checkpoint's;
+    ``test_top1_final`` / ``test_top5_final`` / ``test_loss_final`` name the final values of the
+    classification metrics too, and ``test_passes`` the number of passes."""
+    import statistics
+
+    fields: dict = {"test_passes": len(final)}
+    for key in final[0]:
+        values = [r[key] for r in final]
+        fields[key] = rounded(statistics.fmean(values))
+        fields[f"{key}_std"] = rounded(statistics.stdev(values)) if len(values) > 1 else 0.0
+        fields[f"{key}_best"] = rounded(statistics.fmean(r[key] for r in best)) if key in best[0] else None
     for key in ("test_top1", "test_top5", "test_loss"):
-        if key in final:
+        if key in final[0]:
             fields[f"{key}_final"] = fields[key]
     return fields
+
+
+def run_test_passes(trainer, module, dm, seeds, passes: int, ckpt_path: str | None = None) -> list[dict]:
+    """``passes`` test epochs, each on its own evaluation stream (pass 0: the stream of a single test)."""
+    results = []
+    for p in range(passes):
+        seeds.test_pass = p
+        results.append({k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False,
+                                                             ckpt_path=ckpt_path if p == 0 else None)[0].items()})
+    seeds.test_pass = 0
+    return results
+
+
+def stochastic_at_test(model) -> bool:
+    """Whether a random op of the network (a shuffle) is active at test time."""
+    from spatialprobe.methods.base import StochasticOp
+
+    return any(isinstance(m, StochasticOp) and m.active_test for m in model.modules())
 
 
 def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
@@ -155,7 +179,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal),
                                     deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
-    callbacks = [checkpoint, last, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
+    seeds = SeedSchedule(int(cfg.seed), int(eval_seed))
+    callbacks = [checkpoint, last, resumable, seeds, LearningRateMonitor("epoch"),
                  RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -168,13 +193,15 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if watched not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
+    # a random op active at test time (a shuffle): eval.test_passes passes, mean and spread; else one
+    passes = int(cfg.eval.test_passes) if stochastic_at_test(model) else 1
     seed_global(int(eval_seed), "final_test")
-    final = trainer.test(module, datamodule=dm, verbose=False)[0]
+    final = run_test_passes(trainer, module, dm, seeds, passes)
     best_path = checkpoint.best_model_path
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     best = final
     if cfg.eval.test_best and best_path and Path(best_path).is_file() and best_score != fit_metrics.get(watched):
-        best = trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
+        best = run_test_passes(trainer, module, dm, seeds, passes, ckpt_path=best_path)
     last_path = run_dir / "checkpoints" / "last.ckpt"
     fields = {
         "task": task.name,
@@ -190,6 +217,10 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     }
     if watched != "val_top1":  # val_top1 picks no checkpoint: it is recorded as measured
         fields.update(val_top1_final=rounded(fit_metrics.get("val_top1")), val_top1_best=None)
+    # validating on the test split (dataset.val_size=0, as the papers do): the best test top-1 over the epochs,
+    # which P's released script reports (P Table 1), next to the final network's test_top1
+    val_is_test = not int(OmegaConf.select(cfg, "dataset.val_size", default=0) or 0)
+    fields["test_top1_best_epoch"] = fields["val_top1_best"] if val_is_test and watched == "val_top1" else None
     fields["val_top1"] = fields["val_top1_final"]
     fields.update(task.record_fields(cfg, module))  # detection: mAP, AP per class, errors, example boxes
     if not record.write:  # DDP ranks > 0: rank 0 finishes the loggers, writes the record and reports

@@ -3,16 +3,20 @@
 * ``model.head``: ``linear`` (the family's own head), ``gapnet`` (a last conv with one output
   channel per target, then global average pooling and nothing else: the pooled latent *is* the
   logits), ``permutenet`` (global pooling, then a fresh random permutation of the pooled channels
-  on every forward pass, in training and at test time, then the family's head). ``head_kernel``
+  on every forward pass, in training and at test time, then one linear layer to the classes, as in
+  the authors' code: a ResNet's own fc; VGG's three-layer classifier is replaced by one). ``head_kernel``
   is the GAPNet conv's kernel size (3 in the paper's code).
 * ``model.padding``: the ``padding_mode`` of every ``Conv2d`` (zeros / reflect / replicate / circular).
 * ``model.blurpool``: BlurPool (Zhang 2019, "Making convolutional networks shift-invariant
   again"), a fixed binomial blur followed by subsampling (:class:`BlurPool`). ``pool`` (or
   ``true``) is the paper's description of it, "a Gaussian blurring layer after each max-pooling
   layer": every strided max-pool is evaluated at stride 1 and followed by a blur pool with the
-  max-pool's stride. ``full`` is Zhang's whole anti-aliasing: in addition every strided conv after
-  the stem becomes a blur pool followed by the conv at stride 1 (the stem conv keeps its stride,
-  as in Zhang's ``pool_only`` models). ``pool`` on a network without a strided max-pool (a ResNet
+  max-pool's stride. ``full`` is Zhang's whole anti-aliasing, as in his released anti-aliased networks
+  (whose accuracies P's BlurPool rows match): in addition every strided conv after the stem computes at
+  stride 1, and a blur pool with its stride follows its normalisation and activation (conv -> BN ->
+  ReLU -> blur pool); a strided 1x1 projection on a skip becomes blur pool -> 1x1 conv; the stem conv
+  keeps its stride, as in Zhang's ``pool_only`` models. The strided convs then run at the full
+  resolution, so ``full`` costs more FLOPs (``inspect`` shows them). ``pool`` on a network without a strided max-pool (a ResNet
   with the 32 px stem, MobileNetV2) would change nothing and is refused. ``blur_kernel`` is the
   filter size (default 4, Zhang's default; 3 is [1, 2, 1]). The blur pads by reflection, as
   Zhang's layer does (replication on maps too small to reflect), whatever ``model.padding`` says.
@@ -83,8 +87,14 @@ def set_padding(module: nn.Module, mode: str) -> int:
 
 
 def antialias(body: nn.Module, mode: str = "pool", kernel: int = 4) -> int:
-    """BlurPool in place (module docstring): ``pool`` blurs after every strided max-pool, ``full`` also before
-    every strided conv but the stem. Returns the number of blur layers inserted."""
+    """BlurPool in place (module docstring). ``pool``: every strided max-pool becomes max (stride 1) -> blur
+    pool (its stride). ``full`` (Zhang's anti-aliased networks) also moves the subsampling of every strided
+    conv but the stem behind the conv's normalisation and activation: conv (stride 1) -> BN -> ReLU -> blur
+    pool (stride s) (in a ResNet block the blur goes in front of the next conv; in a conv-BN-activation
+    sequence, MobileNetV2's, after the activation); a strided projection on the skip becomes blur pool ->
+    1x1 conv (stride 1). Returns the number of blur layers inserted."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
     first_conv = next((m for m in body.modules() if isinstance(m, nn.Conv2d)), None)
     inserted = 0
     for parent in list(body.modules()):
@@ -95,11 +105,23 @@ def antialias(body: nn.Module, mode: str = "pool", kernel: int = 4) -> int:
             if isinstance(child, nn.MaxPool2d):
                 child.stride = 1  # the max is taken densely; the blur pool does the subsampling
                 setattr(parent, name, nn.Sequential(child, BlurPool(kernel, stride)))
-            elif mode == "full" and child is not first_conv:
+            elif mode != "full" or child is first_conv:
+                continue
+            elif isinstance(parent, BasicBlock | Bottleneck) and name in ("conv1", "conv2"):
+                # the block's next conv reads relu(bn(this conv)): blur in front of it
+                following = "conv2" if isinstance(parent, BasicBlock) else "conv3"
+                child.stride = (1, 1)
+                setattr(parent, following, nn.Sequential(BlurPool(kernel, stride), getattr(parent, following)))
+            elif isinstance(parent, nn.Sequential) and name == "0" and len(parent) > 1 and \
+                    isinstance(parent[1], nn.BatchNorm2d) and not (child.kernel_size == (1, 1)):
+                child.stride = (1, 1)  # conv -> BN -> activation, then the blur pool subsamples
+                parent.append(BlurPool(kernel, stride))
+            elif isinstance(parent, nn.Sequential):  # a projection (1x1) in a sequence: blur, then the conv
+                child.stride = (1, 1)
+                parent.insert(int(name), BlurPool(kernel, stride))
+            else:  # a conv on its own: blur, then the conv at stride 1
                 child.stride = (1, 1)
                 setattr(parent, name, nn.Sequential(BlurPool(kernel, stride), child))
-            else:
-                continue
             inserted += 1
     return inserted
 
@@ -114,7 +136,11 @@ def apply_head(body: nn.Module, head: str, num_classes: int, kernel: int = 3) ->
         return
     head_attr = "fc" if hasattr(body, "fc") else "classifier"
     if head == "permutenet":
-        setattr(body, head_attr, nn.Sequential(ChannelPermute(), getattr(body, head_attr)))
+        # the authors' PermuteNet: pool, permute, one linear layer to the classes (a ResNet's own fc is one;
+        # VGG's three-layer classifier becomes a single Linear(512 * width, classes))
+        old = getattr(body, head_attr)
+        linear = old if isinstance(old, nn.Linear) else nn.Linear(_pooled_channels(old), num_classes)
+        setattr(body, head_attr, nn.Sequential(ChannelPermute(), linear))
         return
     channels = _pooled_channels(getattr(body, head_attr))
     conv = nn.Conv2d(channels, num_classes, kernel_size=kernel, padding=kernel // 2)

@@ -19,6 +19,8 @@ Writes into DIR (default: figures/ beside the table), PNG and PDF for every figu
   training scheme x test scheme;
 * ``mismatch_<model>_<dataset>``: with evaluation rows at two K or more, accuracy vs K per training ->
   test scheme (S1 Fig. 7);
+* ``rf_<model>_<dataset>``: with conv1x1 K-sweeps, the accuracy difference to the baseline against the
+  receptive field, one line per input size (S1 Fig. 3 right);
 * ``depth_<model>_<dataset>``: with a depth ablation (``method.strip`` swept), accuracy vs the modified
   units kept (S1 Fig. 3 left);
 * ``curves_<model>_<dataset>``: train and validation top-1 per epoch of every run, read from the runs'
@@ -105,11 +107,17 @@ def aggregate(points, metric: str = "test_top1"):
 
     keys = ["model", "dataset", "setting", "line", "method", "k", "unit"]
     extra = {c: "first" for c in ("params", "flops", "units", "receptive_field") if c in points.columns}
+    # the spread over the test passes of each run (a shuffle active at test time), averaged over its seeds
+    passes = {"pass_std": (f"{metric}_std", "mean")} if f"{metric}_std" in points.columns else {}
+    if "test_passes" in points.columns:
+        passes["passes"] = ("test_passes", "max")
     g = points.assign(unit=points["unit"].fillna(-1)).groupby(keys, dropna=False)  # NaN keys would be dropped
-    agg = g.agg(acc=(metric, "mean"), acc_std=(metric, "std"), seeds=(metric, "size"), **{
+    agg = g.agg(acc=(metric, "mean"), acc_std=(metric, "std"), seeds=(metric, "size"), **passes, **{
         k: (k, v) for k, v in extra.items()}).reset_index()
     agg["unit"] = agg["unit"].where(agg["unit"] >= 0)
     agg["acc_std"] = agg["acc_std"].fillna(0.0)
+    agg["pass_std"] = agg["pass_std"].fillna(0.0) if "pass_std" in agg.columns else 0.0
+    agg["passes"] = agg["passes"].fillna(1).astype(int) if "passes" in agg.columns else 1
     # the baseline: every complete K=0 run (any method modifies nothing at K=0), per setting
     base = (points[(points["k"] == 0) & points["unit"].isna()]
             .groupby(["model", "dataset", "setting"])[metric].agg(baseline="mean", baseline_std="std").reset_index())
@@ -162,6 +170,9 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
                 if (pts["seeds"] > 1).any():
                     ax.fill_between(pts[xcol], pts["acc"] - pts["acc_std"], pts["acc"] + pts["acc_std"], color=c,
                                     alpha=0.2, lw=0)
+                if (pts["pass_std"] > 0).any():  # +-1 std over the test passes of a shuffled network
+                    ax.errorbar(pts[xcol], pts["acc"], yerr=pts["pass_std"], fmt="none", ecolor=c, elinewidth=1,
+                                capsize=3)
             bases = grp.dropna(subset=["baseline"]).drop_duplicates("setting")
             for j, (_, b) in enumerate(bases.iterrows()):
                 lab = "baseline" + (f" ({b['setting']})" if b["setting"] else "")
@@ -357,6 +368,35 @@ def plot_depth(points, outdir: Path, metric: str = "test_top1") -> Outputs:
     return written
 
 
+def plot_receptive_field(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
+    """S1 Fig. 3 (right): the accuracy difference to the baseline against the receptive field of the spatial
+    part of the network (the last K convs made 1x1 shrink it), one line per setting (input size), for every
+    conv1x1 K-sweep whose records hold the receptive field."""
+    plt = pyplot()
+    written = Outputs()
+    if "receptive_field" not in agg.columns:
+        return written
+    rows = agg[(agg["method"] == "conv1x1") & agg["unit"].isna() & agg["receptive_field"].notna() & agg["delta"].notna()]
+    for (model, dataset), grp in rows.groupby(["model", "dataset"], sort=True):
+        if grp["receptive_field"].nunique() < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = []
+        for setting, pts in grp.groupby("setting", sort=True):
+            pts = pts.sort_values("receptive_field")
+            label = setting or "conv1x1"
+            ax.plot(pts["receptive_field"], pts["delta"], marker="o", ms=4, label=label)
+            drawn += [(label, x, y) for x, y in zip(pts["receptive_field"], pts["delta"], strict=True)]
+        ax.axhline(0.0, color="black", ls="--", lw=1.0)
+        ax.set_xscale("log")
+        xlabel = "receptive field of the spatial layers (px, log scale)"
+        _labelled(ax, xlabel, f"{metric} - baseline (points)", f"{model} on {dataset}: accuracy vs receptive field")
+        name = f"rf_{model}_{dataset}"
+        written += save_figure(fig, outdir / name, {name: _chart(f"{metric} difference: {model} on {dataset}",
+                                                                 xlabel, drawn)})
+    return written
+
+
 # a training-curve figure with more runs than this is unreadable; --curves draws it anyway
 MAX_CURVES = 8
 
@@ -428,6 +468,7 @@ def make_all(table: str | Path, outdir: str | Path | None = None, tolerance: flo
         written += costs
         written += write_table(front, outdir / "pareto")
         written += plot_depth(points, outdir, metric)
+        written += plot_receptive_field(agg, outdir, metric)
         written += plot_training_curves(points, outdir, force=curves)
     matrix = train_test_matrix(df)
     if matrix is not None:

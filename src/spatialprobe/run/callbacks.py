@@ -30,6 +30,7 @@ class SeedSchedule(pl.Callback):
 
     def __init__(self, seed: int, eval_seed: int):
         self.seed, self.eval_seed = int(seed), int(eval_seed)
+        self.test_pass = 0  # the final test's pass (eval.test_passes): each pass its own stream
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         seed_global(self.seed, "train_step", trainer.current_epoch, batch_idx, int(trainer.num_training_batches))
@@ -38,7 +39,7 @@ class SeedSchedule(pl.Callback):
         seed_global(self.eval_seed, "val", trainer.current_epoch)
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
-        seed_global(self.eval_seed, "test")
+        seed_global(self.eval_seed, "test", self.test_pass)
 
 
 class RecordProgress(pl.Callback):

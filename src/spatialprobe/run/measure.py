@@ -88,6 +88,8 @@ def receptive_field(model, modified_units: list[int] | tuple[int, ...] = ()) -> 
             k = _pair(m.dilation) * (_pair(m.kernel_size) - 1) + 1
         elif isinstance(m, nn.MaxPool2d | nn.AvgPool2d):
             k = _pair(m.kernel_size)
+        elif isinstance(getattr(m, "kernel", None), int) and isinstance(getattr(m, "stride", None), int):
+            k = m.kernel  # a fixed filter with a stride (BlurPool's blur and subsampling)
         else:
             continue
         rf += (k - 1) * jump

@@ -45,6 +45,7 @@ PURPOSES = (
     "augment",     # crop and flip of one training batch
     "cells",       # grid task: the cells drawn for the images of an epoch (batch = rank)
     "placement",   # grid task: the fixed evaluation cells (batch = split: 0 test, 1 val)
+    "augment_view2",  # crop and flip of the second view of a training batch (task=augshift)
 )
 _ID = {name: i for i, name in enumerate(PURPOSES)}
 POSITION_BITS = 28
