@@ -114,3 +114,28 @@ def test_dry_run_of_a_sweep_prints_the_cost_per_job_and_in_total(tmp_path, capsy
     assert len(jobs) == 5 and all("TFLOP to train" in j and "to test" in j and "GPU-seconds" in j for j in jobs)
     assert re.match(r"cost: 7\d\.\d+ TFLOP to train and test", out[-1]) and "H100 (989 TFLOP/s bf16 peak x MFU 0.3)" in out[-1]
     assert not (tmp_path / "sweeps").exists()  # a dry run writes no run directory
+
+
+def test_every_run_measures_its_throughput_and_a_dry_run_prices_a_sweep_with_it(fake_cifar10, tmp_path, monkeypatch):
+    """The record's images_per_s (training images per second, median over the epochs; logged per epoch as
+    train_images_per_s) and mfu (None on a CPU: no known peak); cost.from_runs prices jobs with it."""
+    import csv
+
+    from spatialprobe.train import run
+
+    monkeypatch.setenv("SPATIALPROBE_CACHE", str(tmp_path / "cache"))
+    cfg = compose_train("dataset=cifar10", f"dataset.root={fake_cifar10}", "model.width=0.0625", "recipe.batch_size=16",
+                        "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "dataset.verify=false",
+                        "dataset.download=false", f"paths.cache_dir={tmp_path / 'cache'}")
+    rec = run(cfg, tmp_path / "runs" / "a")
+    assert rec["images_per_s"] > 0 and rec["mfu"] is None
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "a" / "logs" / "attempt-1" / "metrics.csv")))
+    per_epoch = sorted(float(r["train_images_per_s"]) for r in rows if r.get("train_images_per_s"))
+    assert len(per_epoch) == 2 and rec["images_per_s"] == pytest.approx(sum(per_epoch) / 2, abs=0.01)  # the median of 2
+    job = compose_train("experiment=demo_cifar10_kcurve", f"cost.from_runs={tmp_path / 'runs'}", "model=resnet18")
+    (line,), total = cost.report([job], tmp_path)
+    c = cost.job_cost(job, cost.FlopCache(None))
+    hours = (c.images * c.epochs + c.tested_images / 3) / rec["images_per_s"] / 3600
+    assert line.endswith(cost.gpu_time(hours)) and "measured by 1 run(s)" in total
+    with pytest.raises(ConfigError, match="cost.from_runs.*holds no complete run record"):
+        cost.report([compose_train("experiment=demo_cifar10_kcurve", f"cost.from_runs={tmp_path / 'cache'}")], tmp_path)

@@ -49,8 +49,47 @@ def group_choices(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted({*own, *BUILTIN_CHOICES.get(group, [])})
 
 
-def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
-    """Reject ``group=value`` overrides whose value is not a yaml file of conf/<group>/."""
+def config_dirs(argv: Sequence[str]) -> list[str]:
+    """The config directories a command line adds to Hydra's search path: ``--config-dir`` / ``-cd`` and the
+    entries of a ``hydra.searchpath=[...]`` override (``file://`` and ``pkg://`` addresses)."""
+    dirs: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(f"file://{Path(argv[i + 1]).expanduser().absolute()}")
+        elif arg.startswith("--config-dir="):
+            dirs.append(f"file://{Path(arg.split('=', 1)[1]).expanduser().absolute()}")
+        elif arg.lstrip("+").startswith("hydra.searchpath="):
+            value = arg.split("=", 1)[1].strip().strip("[]")
+            dirs += [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+    return dirs
+
+
+def hydra_group_options(group: str, argv: Sequence[str] = (), conf_dir: Path = CONF_DIR,
+                        config_name: str = "train") -> list[str]:
+    """The options Hydra itself would offer for ``group``: every entry of its search path (this package's
+    configs, the command line's ``--config-dir`` and ``hydra.searchpath``) and the configs of every installed
+    Hydra plugin (sweepers, launchers); files named ``_*`` hold shared keys and are no option."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+    from hydra.errors import HydraException
+
+    extra = config_dirs(argv)
+    overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            options = loader.get_group_options(group, results_filter=ObjectType.CONFIG, config_name=config_name,
+                                               overrides=overrides)
+    except HydraException:
+        return []
+    return sorted({o for o in options if not o.startswith("_")})
+
+
+def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR, config_name: str = "train") -> None:
+    """Reject ``group=value`` overrides whose value Hydra would not find. An option of this package's configs is
+    accepted at once (a glob of conf/<group>/); any other is looked up as Hydra itself would, with the user's
+    config directories and the installed plugins (``hydra/sweeper=optuna``, ``hydra/launcher=joblib``)."""
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -58,11 +97,12 @@ def check_group_overrides(argv: Sequence[str], conf_dir: Path = CONF_DIR) -> Non
         key = key.lstrip("+~")
         if "." in key or not (conf_dir / key).is_dir() or _SWEEP_SYNTAX & set(value):
             continue
-        choices = group_choices(key, conf_dir)
+        known = group_choices(key, conf_dir)
         for option in (v.strip() for v in value.split(",")):
-            if option and option != "null" and option not in choices:
-                raise ConfigError(key, option, f"unknown {key.replace('/', ' ')}", choices)
-
+            if option and option != "null" and option not in known:
+                known = hydra_group_options(key, argv, conf_dir, config_name)
+                if option not in known:
+                    raise ConfigError(key, option, f"unknown {key.replace('/', ' ')}", known)
 
 
 def _primary_keys(config_name: str, conf_dir: Path) -> set[str]:
@@ -137,6 +177,36 @@ class ArgumentParser(argparse.ArgumentParser):
         report(UserError(f"{message}; e.g. {self.example}" if self.example else message))
 
 
+HELP_FLAGS = ("--help", "-h")
+
+
+def command_help(config_name: str, argv: Sequence[str], conf_dir: Path = CONF_DIR) -> str:
+    """``--help``: the command line, and the options of every config group as Hydra would find them (the
+    user's config folders and the installed plugins included; the shared ``_*`` files left out)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    extra = config_dirs(argv)
+    overrides = [f"hydra.searchpath=[{','.join(extra)}]"] if extra else []
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        groups = sorted(g for g in loader.get_group_options("", ObjectType.GROUP, config_name, overrides)
+                        if g != "hydra" and not g.startswith("_"))
+        groups += ["hydra/launcher", "hydra/sweeper"]
+        lines = [f"usage: python -m spatialprobe.{config_name} [group=option ...] [key=value ...]   "
+                 "(-m: a sweep over comma-separated values)", "", "Configuration groups (group=option):"]
+        for group in groups:
+            options = sorted(o for o in loader.get_group_options(group, ObjectType.CONFIG, config_name, overrides)
+                             if not o.startswith("_") and o != "spatialprobe_local")  # local.yaml's base
+            if options:
+                lines.append(f"  {group}: {', '.join(options)}")
+    lines += ["", "Any key of the composed config can be set (key=value); `--cfg job` prints them all.",
+              "Your own configs: --config-dir DIR (or hydra.searchpath=[file://DIR]). Hydra's own flags: --hydra-help.",
+              "Every key is documented in the docs (docs/configuration.md)."]
+    return "\n".join(lines)
+
+
 def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], None],
                 config_name: str | None = None, validate: Callable[[DictConfig], object] | None = None) -> None:
     """A console entry point: check the command line where Hydra would only raise (unknown group
@@ -146,8 +216,11 @@ def hydra_entry(hydra_main: Callable[[], Any], *checks: Callable[[list[str]], No
     sys.argv[1:] = verbose_argv(sys.argv[1:])  # -v: Hydra's default logging, everything on the console
     capture_warnings()
     argv = sys.argv[1:]
+    if config_name is not None and any(a in HELP_FLAGS for a in argv):
+        print(command_help(config_name, argv))
+        raise SystemExit(0)
     with reported():
-        check_group_overrides(argv)
+        check_group_overrides(argv, config_name=config_name or "train")
         for check in checks:
             check(argv)
         if config_name is not None:

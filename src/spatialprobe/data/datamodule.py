@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from spatialprobe.data.loader import TensorBatches
 from spatialprobe.data.sources import Splits
-from spatialprobe.data.torchpath import Views, ArrayImages, array_transform, make_loader
+from spatialprobe.data.torchpath import ArrayImages, Views, array_transform, make_loader
 
 log = logging.getLogger("spatialprobe")
 

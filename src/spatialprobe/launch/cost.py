@@ -35,7 +35,21 @@ SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1.0, ""))
 
 
 def requested(cfg: DictConfig) -> bool:
-    return get(cfg, "cost.gpu") is not None or get(cfg, "cost.images_per_s") is not None
+    return any(get(cfg, f"cost.{key}") is not None for key in ("gpu", "images_per_s", "from_runs"))
+
+
+def measured_images_per_s(folder: str | Path, model: str | None = None) -> tuple[float, int] | None:
+    """The median training throughput (``images_per_s``) the complete records under ``folder`` measured, of
+    ``model`` when some are of it (else of all), and how many records it comes from; None without any."""
+    import statistics
+
+    from spatialprobe.run.records import RECORD_NAME, read_json
+
+    found = [r for r in (read_json(p) for p in Path(str(folder)).expanduser().rglob(RECORD_NAME)) if r]
+    rates = [(r.get("model"), float(r["images_per_s"])) for r in found
+             if r.get("status") == "complete" and r.get("images_per_s")]
+    same = [v for m, v in rates if m == model] or [v for _, v in rates]
+    return (statistics.median(same), len(same)) if same else None
 
 
 def si(value: float, unit: str = "FLOP") -> str:
@@ -178,10 +192,20 @@ def job_cost(cfg: DictConfig, cache: FlopCache) -> Cost:
 
 
 def throughput(cfg: DictConfig) -> tuple[float | None, float | None, str]:
-    """(effective FLOP/s, images/s, description) of the stated throughput: one of the two is set."""
+    """(effective FLOP/s, images/s, description) of the stated throughput: one of them is set."""
     ips = get(cfg, "cost.images_per_s")
     if ips is not None:
         return None, float(ips), f"at {float(ips):,.0f} images/s (cost.images_per_s)"
+    folder = get(cfg, "cost.from_runs")
+    if folder is not None:
+        measured = measured_images_per_s(folder, get(cfg, "model.name"))
+        if measured is None:
+            from spatialprobe.errors import ConfigError
+
+            raise ConfigError("cost.from_runs", folder, "holds no complete run record with a measured images_per_s",
+                              ["a sweep directory of earlier runs", "cost.images_per_s=<images/s>"])
+        rate, runs = measured
+        return None, rate, f"at {rate:,.0f} images/s (the median measured by {runs} run(s) in {folder})"
     gpu, mfu = str(get(cfg, "cost.gpu")), float(get(cfg, "cost.mfu") or 0.3)
     peak = peak_tflops(gpu, "bf16", get(cfg, "cost.peak_tflops"))
     return peak * 1e12 * mfu, None, f"on one {gpu} ({peak:g} TFLOP/s bf16 peak x MFU {mfu:g})"

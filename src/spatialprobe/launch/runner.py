@@ -9,7 +9,6 @@ epoch is recorded as it is (final network) and with ``_best`` (the best-validati
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     validate(cfg)  # before torch is imported: a bad value is answered at once
     note = recipe_note(cfg)
     if note:
-        print(note, file=sys.stderr, flush=True)
+        log.warning(note)
     from spatialprobe.run.loggers import isolated_run
     from spatialprobe.run.speed import check_devices, is_global_zero
 
@@ -142,6 +141,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         RecordProgress,
         ResumableCheckpoint,
         SeedSchedule,
+        Throughput,
     )
     from spatialprobe.run.loggers import build_loggers, dashboard_keys, finish_loggers
     from spatialprobe.run.measure import count_flops, count_params, feature_maps, receptive_field
@@ -180,7 +180,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal),
                                     deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
     seeds = SeedSchedule(int(cfg.seed), int(eval_seed))
-    callbacks = [checkpoint, last, resumable, seeds, LearningRateMonitor("epoch"),
+    speed = Throughput(record.data.get("flops"), str(cfg.trainer.precision))
+    callbacks = [checkpoint, last, resumable, seeds, speed, LearningRateMonitor("epoch"),
                  RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
@@ -212,6 +213,7 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
         **metric_fields(final, best),
         "train_loss_final": rounded(fit_metrics.get("train_loss_epoch")),
         "train_time_s": round(time.time() - t0, 2),
+        **speed.summary(),  # images_per_s (training, median over the epochs), mfu where the device's peak is known
         "checkpoints": {"last": str(last_path) if last_path.is_file() else None, "best": best_path or None},
         "eval_seed": int(eval_seed),
     }

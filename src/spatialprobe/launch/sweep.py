@@ -403,6 +403,26 @@ def expand_jobs(config: DictConfig, job_overrides: list[list[str]] | None = None
     return _jobs(config, job_overrides, quick=True)
 
 
+#: sweepers whose jobs are the product of their parameters, as :func:`sweep_overrides` expands them
+EXACT_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                  "hydra_plugins.spatialprobe_sweeper.GridsSweeper")
+
+
+def expands_exactly(config: DictConfig) -> bool:
+    """Whether the sweep's jobs are known before it runs (the basic and grids sweepers); other sweepers
+    (Optuna, ...) choose them while running, and Hydra's own expansion is theirs."""
+    return str(OmegaConf.select(config, "hydra.sweeper._target_") or EXACT_SWEEPERS[0]) in EXACT_SWEEPERS
+
+
+def _sweep_syntax(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).is_sweep_override()
+    except Exception:
+        return True
+
+
 def check_launcher(config: DictConfig) -> None:
     target = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
     if target.endswith("SlurmLauncher") and shutil.which("sbatch") is None:
@@ -461,6 +481,8 @@ class SweepCheck(Callback):
         return {**self.__dict__, "progress": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not expands_exactly(config):
+            return self._chosen_while_running(config)
         with reported():
             check_launcher(config)
             self.jobs = expand_jobs(config)
@@ -487,7 +509,23 @@ class SweepCheck(Callback):
         self.progress = progress_of(self.jobs)
         self.progress.start()
 
+    def _chosen_while_running(self, config: DictConfig) -> None:
+        """A sweeper that picks its jobs as it goes (Optuna, Nevergrad, ...): no list to check in advance; the
+        sweep's fixed part is checked now, and each job by the run itself when it starts."""
+        sweeper = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/sweeper", "?")
+        with reported():
+            check_launcher(config)
+            self.jobs = []
+            fixed = [o for o in config.hydra.overrides.task if not _sweep_syntax(o)]
+            validate_jobs(expand_jobs(config, [list(fixed)]))
+        print(f"sweep {config.hydra.sweep.dir}: hydra/sweeper={sweeper} chooses its jobs while it runs; every job "
+              "is checked when it starts", flush=True)
+        if config.get("dry_run"):
+            raise SystemExit(0)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.jobs and not expands_exactly(config):  # the sweeper's own summary stands
+            return
         if self.progress is not None:
             self.progress.stop()
         statuses = {job.run_dir: job_status(job.run_dir) for job in self.jobs}

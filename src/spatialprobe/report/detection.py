@@ -17,13 +17,14 @@ then by method and K. Written into DIR (default: ``figures/`` in the first direc
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 from spatialprobe.errors import UserError
 from spatialprobe.report import save_figure
 from spatialprobe.run.records import RECORD_NAME, read_json
 
+log = logging.getLogger("spatialprobe")
 ERROR_LABELS = {"correct": "correct", "localization": "loc error", "wrong_class": "wrong class",
                 "background": "background"}
 ERROR_COLORS = {"correct": "#4c9a2a", "localization": "#e8a33d", "wrong_class": "#4a7fbf", "background": "#c44e52"}
@@ -161,5 +162,5 @@ def make_all(dirs, outdir: str | Path | None = None, data_root: str | None = Non
     written += plot_errors(records, outdir)
     examples, problem = plot_examples(records, outdir, data_root)
     if problem:
-        print(f"note: detection_examples skipped, the test images cannot be read: {problem}", file=sys.stderr)
+        log.warning("spatialprobe: note: detection_examples skipped, the test images cannot be read: %s", problem)
     return written + examples

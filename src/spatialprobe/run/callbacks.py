@@ -54,6 +54,63 @@ class RecordProgress(pl.Callback):
             self.record.update(progress={"epoch": int(trainer.current_epoch) + 1, "epochs": int(trainer.max_epochs)})
 
 
+class Throughput(pl.Callback):
+    """Training speed per epoch: ``train_images_per_s`` (images of the epoch's training batches over the
+    wall time from its first batch to its last, data loading included, validation not), and ``train_mfu``
+    (model FLOP utilisation: 3 x forward FLOPs per image x images/s over the device's peak) where the
+    device's peak is known (a GPU of :mod:`spatialprobe.config.gpus`; a CPU has none). ``summary()`` gives
+    the record's ``images_per_s`` / ``mfu``: the median over the epochs."""
+
+    def __init__(self, forward_flops: int | None = None, precision: str = "32-true"):
+        self.forward_flops, self.precision = forward_flops, str(precision)
+        self.epochs: list[tuple[float, float | None]] = []
+        self._start: float | None = None
+        self._end: float | None = None
+        self._images = 0
+        self.peak: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from spatialprobe.config.gpus import peak_tflops
+
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            name = torch.cuda.get_device_name(device)
+            self.peak = peak_tflops(name, "fp32" if self.precision.startswith(("32", "64")) else "bf16")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start, self._images, self._end = None, 0, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._start is None:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        labels = batch[1]
+        self._images += len(labels) * trainer.world_size
+        self._end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._start is None or self._end is None or self._end <= self._start:
+            return
+        rate = self._images / (self._end - self._start)
+        mfu = 3 * self.forward_flops * rate / (self.peak * 1e12) if self.peak and self.forward_flops else None
+        self.epochs.append((rate, mfu))
+        values = {"train_images_per_s": rate}
+        if mfu is not None:
+            values["train_mfu"] = mfu
+        pl_module.log_dict(values, on_step=False, on_epoch=True, sync_dist=False, rank_zero_only=True)
+
+    def summary(self) -> dict:
+        import statistics
+
+        if not self.epochs:
+            return {"images_per_s": None, "mfu": None}
+        rates = [r for r, _ in self.epochs]
+        mfus = [m for _, m in self.epochs if m is not None]
+        return {"images_per_s": round(statistics.median(rates), 2),
+                "mfu": round(statistics.median(mfus), 4) if mfus else None}
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary file in the target directory, synced, then renamed:
     a crash at any moment leaves the previous checkpoint or the new one, never a torn file."""

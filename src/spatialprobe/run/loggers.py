@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from spatialprobe.config.schema import (
 from spatialprobe.config.wandb_login import LOGIN_HELP, require_wandb_login, wandb_credentials  # noqa: F401
 from spatialprobe.errors import one_line
 
+log = logging.getLogger("spatialprobe")
 
 def wandb_tags(cfg: DictConfig) -> list[str]:
     base = [f"model:{cfg.model.name}", f"dataset:{cfg.dataset.name}", f"method:{cfg.method.name}", f"k:{cfg.k}"]
@@ -64,7 +66,7 @@ def _init_with_fallback(init: Callable[[], Any], kwargs: dict) -> tuple[Any, str
         import wandb
 
         reason = f"W&B was unreachable at the start ({type(err).__name__}: {one_line(err)[:300]}); logged offline"
-        print(f"spatialprobe: warning: {reason}; upload later with `wandb sync`", file=sys.stderr, flush=True)
+        log.warning("spatialprobe: warning: %s; upload later with `wandb sync`", reason)
         wandb.teardown()  # the W&B service still holds the run's id: a fresh one for the offline run
         kwargs["mode"] = "offline"
         kwargs["settings"] = wandb.Settings(silent=True)
@@ -144,7 +146,7 @@ def finish_loggers(loggers: list, summary: dict | None = None) -> dict:
             note = (f"upload did not finish ({type(err).__name__}: {one_line(err)[:200]}); "
                     f"the run's data stays in {sync_dir}: wandb sync {sync_dir}")
             fields["wandb_fallback"] = "; ".join(x for x in (lg.fallback, note) if x)
-            print(f"spatialprobe: warning: W&B {note}", file=sys.stderr, flush=True)
+            log.warning("spatialprobe: warning: W&B %s", note)
     return fields
 
 
