@@ -54,6 +54,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: the instruction sets the CPU rows depend on (fp32 kernels, bf16 autocast)
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model, cores and which of :data:`CPU_FLAGS` it has, e.g. "AMD EPYC, 2 cores, avx2 (no
+    avx512f, avx512_bf16, amx_bf16)"."""
+    import os
+
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    has = [f for f in CPU_FLAGS if f in flags]
+    lacks = [f for f in CPU_FLAGS if f not in flags]
+    return (f"{model}, {os.cpu_count()} cores, {' '.join(has) or 'none of ' + '/'.join(CPU_FLAGS)}"
+            + (f" (no {', '.join(lacks)})" if lacks and has else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(available())}")
@@ -73,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {name} ...", flush=True)
         rows += importlib.import_module(f"bench_{name}").run(args)
         print(f"# {name}: {time.time() - t0:.0f} s", flush=True)
-    header = (f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, {platform.processor() or platform.machine()}, "
+    cpu = cpu_description()
+    print(f"# CPU: {cpu}", flush=True)
+    header = (f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.node()}, CPU {cpu}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}"
               f"{', quick' if args.quick else ''}")

@@ -33,6 +33,8 @@ def test_make_bench_quick_runs_every_benchmark_module(tmp_path, monkeypatch, cap
         assert f"# {name} ..." in printed, name
     text = out.read_text()
     assert text.startswith("# make bench ARGS='--quick'") and ", quick" in text
+    assert re.search(r", CPU .+, \d+ cores, ", text) and "avx" in text  # the CPU and its relevant flags
+    assert re.search(r"^# CPU: .+ cores", printed, re.M)
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
     assert {row[0].removeprefix("| ") for row in rows} == set(names)  # a row from every module
     for row in rows:

@@ -204,3 +204,33 @@ def test_only_rank_zero_writes_the_record(monkeypatch, env, zero):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert speed.is_global_zero() is zero
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_one_warning_line(monkeypatch):
+    from spatialprobe.config import resolvers
+
+    cfg = compose_train("trainer=cpu", "trainer.precision=bf16-mixed")
+    monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a: False)
+    warnings = speed.check_devices(cfg)
+    assert len(warnings) == 1 and warnings[0].startswith("trainer.precision=bf16-mixed: this CPU has no bfloat16")
+    assert "20x slower" in warnings[0] and "trainer.precision=32-true" in warnings[0]
+    monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a: True)
+    assert speed.check_devices(cfg) == []
+    monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a: False)
+    assert speed.check_devices(compose_train("trainer=cpu", "trainer.precision=32-true")) == []
+
+
+def test_the_cpu_experiments_prefer_bf16_only_where_the_cpu_has_it(monkeypatch):
+    """No experiment pins bf16: trainer=cpu and the CPU-scale experiments resolve to bf16 on a CPU with bf16
+    instructions and to fp32 elsewhere, and the record's resolved config says which one ran."""
+    import re
+
+    from conftest import REPO
+    from spatialprobe.config import resolvers
+
+    for path in sorted((REPO / "conf").rglob("*.yaml")):
+        assert not re.search(r"^\s*precision:\s*bf16", path.read_text(), re.M), path
+    for has, expected in ((False, "32-true"), (True, "bf16-mixed")):
+        monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a, has=has: has)
+        for experiment in ("cpu_cifar10_paper_a", "resnet18_cifar10_augshift_cpu", "demo_cifar10_kcurve"):
+            assert compose_train(f"experiment={experiment}").trainer.precision == expected
