@@ -137,6 +137,12 @@ def _labelled(ax, xlabel: str, ylabel: str, title: str, legend: dict | None = No
     ax.figure.tight_layout()
 
 
+def _finished(ax, stem: Path, xlabel: str, ylabel: str, title: str, drawn: list) -> Outputs:
+    """Label the axes, save the figure as ``stem`` (PNG, PDF) with its lines as a chart of the same name."""
+    _labelled(ax, xlabel, ylabel, title)
+    return save_figure(ax.figure, stem, {stem.name: _chart(f"{ylabel}: {title}", xlabel, drawn)})
+
+
 def _chart(title: str, xname: str, drawn: list) -> Chart:
     import pandas as pd
 
@@ -360,11 +366,8 @@ def plot_depth(points, outdir: Path, metric: str = "test_top1") -> Outputs:
         if not base.empty:
             ax.axhline(base.mean(), color="black", ls="--", lw=1.2, label="baseline")
             drawn += [("baseline", x, base.mean()) for x in (stats["kept"].min(), stats["kept"].max())]
-        xlabel = "modified units kept (K - method.strip)"
-        _labelled(ax, xlabel, f"{metric} (%)", f"{model} on {dataset}: depth ablation")
-        name = f"depth_{model}_{dataset}"
-        written += save_figure(fig, outdir / name, {name: _chart(f"{metric} (%), depth: {model} on {dataset}",
-                                                                 xlabel, drawn)})
+        written += _finished(ax, outdir / f"depth_{model}_{dataset}", "modified units kept (K - method.strip)",
+                             f"{metric} (%)", f"{model} on {dataset}: depth ablation", drawn)
     return written
 
 
@@ -389,11 +392,8 @@ def plot_receptive_field(agg, outdir: Path, metric: str = "test_top1") -> Output
             drawn += [(label, x, y) for x, y in zip(pts["receptive_field"], pts["delta"], strict=True)]
         ax.axhline(0.0, color="black", ls="--", lw=1.0)
         ax.set_xscale("log")
-        xlabel = "receptive field of the spatial layers (px, log scale)"
-        _labelled(ax, xlabel, f"{metric} - baseline (points)", f"{model} on {dataset}: accuracy vs receptive field")
-        name = f"rf_{model}_{dataset}"
-        written += save_figure(fig, outdir / name, {name: _chart(f"{metric} difference: {model} on {dataset}",
-                                                                 xlabel, drawn)})
+        written += _finished(ax, outdir / f"rf_{model}_{dataset}", "receptive field of the spatial layers (px, log scale)",
+                             f"{metric} - baseline (points)", f"{model} on {dataset}: accuracy vs receptive field", drawn)
     return written
 
 
