@@ -60,7 +60,7 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
     assert "GPU available" in logfile and "Total params" in logfile and "test_top1=" in console
     rows = metrics(run_dir)
     assert list(rows[0]) == [  # the column names (MetricCollection + log_dict) stay these
-        "epoch", "lr-SGD", "step", "test_loss", "test_top1", "test_top5", "train_loss_epoch", "train_loss_step",
+        "epoch", "lr-SGD", "step", "test_loss", "test_top1", "test_top5", "train_images_per_s", "train_loss_epoch", "train_loss_step",
         "train_top1", "train_top5", "val_loss", "val_top1", "val_top5"]
     # the numbers are real counts over the 64 test images, and other paths reproduce them:
     for key in ("val_top1_best", "val_top1_final", "test_top1_final", "test_top1_best", "test_top5_final"):

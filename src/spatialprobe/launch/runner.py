@@ -130,7 +130,7 @@ def stochastic_at_test(model) -> bool:
 
 def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from spatialprobe import surgery, tasks
@@ -181,7 +181,10 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                                     deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
     seeds = SeedSchedule(int(cfg.seed), int(eval_seed))
     speed = Throughput(record.data.get("flops"), str(cfg.trainer.precision))
-    callbacks = [checkpoint, last, resumable, seeds, speed, LearningRateMonitor("epoch"),
+    # Lightning's plain summary and progress bar, whatever else is installed (with `rich` present it would pick
+    # rich's, which print past the logging and so past the quiet console and the run's log file)
+    shown = [ModelSummary()] + ([TQDMProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else [])
+    callbacks = [*shown, checkpoint, last, resumable, seeds, speed, LearningRateMonitor("epoch"),
                  RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed))]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
