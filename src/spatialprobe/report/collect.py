@@ -123,8 +123,10 @@ def epoch_metrics(run_dir: str | Path):
     return epochs if len(epochs) else None
 
 
-def collect_dirs(dirs: Iterable[str | Path]):
-    """DataFrame of every record under ``dirs`` (raises UserError when there is none)."""
+def collect_dirs(dirs: Iterable[str | Path], records: dict | None = None):
+    """DataFrame of every record under ``dirs`` (raises UserError when there is none). ``records``, when given,
+    receives every training record whole (config and checkpoints included), by its row's ``run_dir``: for
+    readers that need more than the table (the results site)."""
     import pandas as pd
 
     rows: list[dict] = []
@@ -142,6 +144,8 @@ def collect_dirs(dirs: Iterable[str | Path]):
             row = train_row(record, path.parent, sweep)
             rows.append(row)
             train_by_dir[str(path.parent.resolve())] = row
+            if records is not None:
+                records[row["run_dir"]] = record
         for path in sorted(d.rglob("eval-*.json")):
             ev = read_json(path)
             if isinstance(ev, dict) and "top1_mean" in ev:
