@@ -26,5 +26,8 @@ fi
 sweep experiment=demo_cifar10_kcurve "dataset.root=$ROOT" "${ARGS[@]}" "$@"
 figures demo_cifar10_kcurve
 if [ "${DRY_RUN:-0}" != 1 ]; then
+    # the results site of the sweep (records, metrics.csv files, figures; about a second): open index.html from disk
+    "$PY" -m spatialprobe.report "$RUNS/sweeps/demo_cifar10_kcurve" -o "$RUNS/sweeps/demo_cifar10_kcurve/site"
     echo "demo: the K-curve is $RUNS/sweeps/demo_cifar10_kcurve/figures/kcurve_vgg16_cifar10.png"
+    echo "demo: the results site is $RUNS/sweeps/demo_cifar10_kcurve/site/index.html"
 fi

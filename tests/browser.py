@@ -1,7 +1,8 @@
 """Headless Chromium for the tests (Debian's chromium and chromedriver, driven by Selenium; nothing is downloaded):
 :func:`find` says what is missing, :func:`start` opens the browser. Also a script: a screenshot of a page,
 
-    python tests/browser.py runs/sweeps/demo_cifar10_kcurve/site/e/demo_cifar10_kcurve/index.html shot.png [WIDTH HEIGHT]
+    python tests/browser.py runs/sweeps/demo_cifar10_kcurve/site/e/demo_cifar10_kcurve/index.html shot.png \
+        [WIDTH HEIGHT] [--hover 'svg.kcurve g.trace circle.pt']
 
 (how README's picture of the results site was taken).
 """
@@ -66,18 +67,31 @@ def stop(driver) -> None:
         shutil.rmtree(driver.profile_dir, ignore_errors=True)
 
 
-def screenshot(page: Path, png: Path, width: int = 1200, height: int = 900) -> None:
+def screenshot(page: Path, png: Path, width: int = 1200, height: int = 900, hover: str | None = None) -> None:
+    """``page`` as a PNG of the browser's window; ``hover``: a CSS selector of an element to hover first (a
+    point of a K-curve shows its tooltip)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
     driver = start(width, height)
     try:
         driver.get(Path(page).resolve().as_uri())
+        if hover:
+            ActionChains(driver).move_to_element(driver.find_element("css selector", hover)).perform()
         driver.save_screenshot(str(png))
     finally:
         stop(driver)
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a screenshot of a page in headless Chromium")
+    parser.add_argument("page", type=Path)
+    parser.add_argument("png", type=Path)
+    parser.add_argument("size", nargs="*", type=int, help="WIDTH HEIGHT of the window (default 1200 900)")
+    parser.add_argument("--hover", help="CSS selector of an element to hover before the picture")
+    args = parser.parse_args()
     missing = find()
     if missing:
         raise SystemExit(missing)
-    sizes = [int(v) for v in sys.argv[3:5]]
-    screenshot(Path(sys.argv[1]), Path(sys.argv[2]), *sizes)
+    screenshot(args.page, args.png, *args.size[:2], hover=args.hover)

@@ -85,7 +85,7 @@ def test_the_index_lists_every_experiment_with_its_status_and_the_papers_numbers
     assert html.count('class="badge cpu"') == 2  # both smaller than the papers: CPU-scale
     assert "dataset.subset=10240" in index.text and "model.width=0.25" in index.text and "recipe=cpu" in index.text
     # S1 Table 2 (left) against the evidence's evaluations: shuffle -> shuffle 73.67 vs 64.35 over 20 passes
-    assert re.search(r"73\.67 ± 1\.03</td><td [^>]*>64\.35 ± 0\.28 \(20 passes\) \(a smaller version\)</td>"
+    assert re.search(r"73\.67 ± 1\.03</td><td [^>]*>64\.35 ± 0\.28 \(20 passes\) \(smaller\)</td>"
                      r"<td [^>]*>-9\.32</td>", html)
     assert re.search(r"1\.06 ± 1\.15</td><td [^>]*>29\.35 ± 2\.39 \(20 passes\)", html)  # clean -> shuffle
     # the paper's items with no run here are listed as configured, with their experiments
@@ -308,3 +308,37 @@ def test_the_papers_numbers_appear_on_the_pages_of_their_experiments(site):
     for e in papers.entries():
         if "demo_cifar10_kcurve" in e.cpu_scale:
             assert f">{e.text()}</td>" in html, e.key
+
+
+def pandas_epoch_metrics(run_dir: Path):
+    """The reading of metrics.csv that collect.epoch_metrics replaced (pandas), as the reference it must equal."""
+    import pandas as pd
+
+    files = sorted(Path(run_dir).glob("logs/attempt-*/metrics.csv"), key=lambda f: int(f.parent.name.split("-")[-1]))
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    df = df[df["epoch"].notna()].drop(columns=[c for c in ("step", "train_loss_step") if c in df.columns])
+    epochs = df.groupby("epoch", sort=True).last().reset_index().dropna(axis=1, how="all")
+    epochs = epochs.dropna(subset=[c for c in epochs.columns if c != "epoch"], how="all")
+    epochs["epoch"] = epochs["epoch"].astype(int)
+    return epochs.reset_index(drop=True)
+
+
+def test_epoch_metrics_reads_what_pandas_read(tmp_path):
+    import random
+
+    import pandas as pd
+
+    from fakeruns import write_metrics
+    from spatialprobe.report.collect import epoch_metrics
+
+    run = tmp_path / "run"
+    write_metrics(run, 12, 66.0, random.Random(1))
+    second = run / "logs" / "attempt-2" / "metrics.csv"  # a resumed attempt: it wins where the two overlap
+    second.parent.mkdir(parents=True)
+    second.write_text("epoch,step,val_top1,extra_metric\n10,880,70.5,\n11,960,,3.0\n,961,,\n")
+    pd.testing.assert_frame_equal(epoch_metrics(run), pandas_epoch_metrics(run), check_dtype=False)
+    assert epoch_metrics(run)["val_top1"].iloc[10] == 70.5
+    expected = epoch_metrics(run)
+    (run / "logs" / "attempt-3").mkdir()
+    (run / "logs" / "attempt-3" / "metrics.csv").write_text("epoch,step\n1,2,3,4\n")  # torn: left out
+    pd.testing.assert_frame_equal(epoch_metrics(run), expected)

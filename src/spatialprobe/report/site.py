@@ -72,12 +72,19 @@ def slug(name: str, taken: set[str] | None = None) -> str:
     return out
 
 
+def plain(v):
+    """A numpy scalar as the Python number it holds (pandas hands those out); anything else unchanged."""
+    return v.item() if hasattr(v, "item") and hasattr(v, "dtype") else v
+
+
 def missing(v) -> bool:
+    v = plain(v)
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def num(v, digits: int = 2) -> str:
     """A number for a table: counts with thousands separators, others with ``digits`` decimals."""
+    v = plain(v)
     if missing(v):
         return ""
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -89,6 +96,7 @@ def num(v, digits: int = 2) -> str:
 
 def value_text(v) -> str:
     """A record's value as the record holds it (no rounding): 69.05 stays 69.05, a count 1024282, true / false."""
+    v = plain(v)
     if missing(v):
         return ""
     if isinstance(v, bool):
@@ -101,6 +109,7 @@ def value_text(v) -> str:
 
 
 def sort_key(v) -> str:
+    v = plain(v)
     if missing(v) or isinstance(v, dict | list):
         return ""
     return str(float(v)) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
@@ -495,7 +504,7 @@ def _comparison_rows(comparisons: list[Comparison], link_root: str | None, with_
         if with_experiment:
             href = f"{link_root}e/{esc(c.slug)}/index.html"
             exp = f'<td data-v="{esc(c.experiment)}"><a href="{href}">{esc(c.experiment)}</a></td>'
-        note = " (a smaller version)" if c.scaled and c.ours is not None else ""
+        note = " (smaller)" if with_experiment and c.scaled and c.ours is not None else ""
         rows.append(f"<tr>{cell(e.paper)}{cell(e.item)}{cell(e.row)}{cell(e.column)}{exp}"
                     f"{cell(e.value, e.text())}{cell(c.ours, ours + over + note)}"
                     f'{cell(diff, diff_text, "diff" if diff is not None else "")}</tr>')
@@ -532,8 +541,8 @@ def _index(experiments: list[Experiment], dirs, tolerance: float) -> str:
     parts.append("<h2 id=\"papers\">The papers' numbers beside ours</h2>")
     if comparisons:
         parts.append("<p>Ours: the mean over the runs (seeds) or evaluation passes the paper's number describes, "
-                     "± their spread; a difference is ours minus the paper's. A smaller version (CPU-scale) is "
-                     "compared without its model and data set.</p>")
+                     "± their spread; a difference is ours minus the paper's. <em>(smaller)</em>: a CPU-scale "
+                     "version, compared on its own data set where it has none of the paper's.</p>")
         parts.append(table(["paper", "item", "row", "column", "experiment", "paper's", "ours", "difference"],
                            _comparison_rows(comparisons, "", True)))
     else:
@@ -573,12 +582,6 @@ def _experiment_page(exp: Experiment, out: Path) -> str:
     points = train_points(df, exp.metric) if exp.metric in df.columns and df[exp.metric].notna().any() else None
     agg = aggregate(points, exp.metric) if points is not None and len(points) else None
 
-    if exp.comparisons:
-        toc.append(("paper", "The paper and ours"))
-        parts.append('<h2 id="paper">The paper and ours</h2>')
-        parts.append(table(["paper", "item", "row", "column", "paper's", "ours", "difference"],
-                           _comparison_rows(exp.comparisons, None, False)))
-
     colours = {}
     if agg is not None:  # a series keeps its colour in every chart of the page; a baseline-only line is black
         drawn = agg[agg["k"] > 0]["line"].unique() if len(agg) else []
@@ -595,9 +598,16 @@ def _experiment_page(exp: Experiment, out: Path) -> str:
             parts.append('<h2 id="kcurves">K-curves</h2><p class="hint">Hover a point for its runs, parameters, FLOPs '
                          "and spread; click it to open its run; the buttons below a chart switch a series off and on."
                          "</p>" + "\n".join(charts))
+    if exp.comparisons:  # after the curves, before the tables of the points
+        toc.append(("paper", "The paper and ours"))
+        parts.append('<h2 id="paper">The paper and ours</h2>')
+        parts.append(table(["paper", "item", "row", "column", "paper's", "ours", "difference"],
+                           _comparison_rows(exp.comparisons, None, False)))
+
+    if agg is not None:
         cols = [c for c in ("model", "dataset", "line", "method", "k", "k_percent", "unit", "params", "flops",
                             "receptive_field", "acc", "acc_std", "seeds", "baseline", "delta") if c in agg.columns]
-        rows = ["<tr>" + "".join(cell(v, num(v) if isinstance(v, float) else None) for v in r) + "</tr>"
+        rows = ["<tr>" + "".join(cell(v, num(v) if isinstance(plain(v), int | float) else None) for v in r) + "</tr>"
                 for r in agg[cols].itertuples(index=False)]
         names = {"k_percent": "K %", "acc": f"{exp.metric} mean", "acc_std": "std over seeds", "delta": "difference to baseline",
                  "receptive_field": "receptive field"}
@@ -645,9 +655,16 @@ def _experiment_page(exp: Experiment, out: Path) -> str:
 
 
 def _runs_at(points, model, dataset, line, xcol, x) -> list[dict]:
-    sel = points[(points["model"] == model) & (points["dataset"] == dataset) & (points["line"] == line)]
-    sel = sel[sel[xcol] == x] if xcol == "k" else sel[sel["unit"] == x]
-    return sel.to_dict("records")
+    """The training runs behind one point of a curve (looked up in an index built once per table)."""
+    index = points.attrs.get("_runs_at")
+    if index is None:
+        index = {}
+        for r in points.to_dict("records"):
+            unit = None if missing(r.get("unit")) else r["unit"]
+            index.setdefault((r["model"], r["dataset"], r["line"], r["k"] if unit is None else None, unit), []).append(r)
+        points.attrs["_runs_at"] = index
+    key = (model, dataset, line, x, None) if xcol == "k" else (model, dataset, line, None, x)
+    return index.get(key, [])
 
 
 def _passes(exp: Experiment, run_dirs: list[str], method) -> str:
@@ -840,17 +857,18 @@ def _metric_curves(run: Run, tips: list) -> str:
     used = {c for _, _, cols in groups for c in cols} | {"epoch"}
     groups.append(("other", "value", [c for c in epochs.columns if c not in used]))
     html_parts = []
+    epoch_numbers = [int(e) for e in epochs["epoch"].tolist()]
     for title, ylabel, cols in groups:
         traces = []
         for i, col in enumerate(cols):
-            pts = epochs[["epoch", col]].dropna()
-            if pts.empty:
-                continue
             t = Trace(name=col, colour=i, attrs={"metric": col})
-            for e, v in zip(pts["epoch"], pts[col], strict=True):
-                tips.append([["metric", col], ["epoch", str(int(e) + 1)], ["value", f"{float(v):.4g}"]])
+            for e, v in zip(epoch_numbers, epochs[col].tolist(), strict=True):
+                if v is None or v != v:  # NaN: not logged in that epoch
+                    continue
+                tips.append([["metric", col], ["epoch", str(e + 1)], ["value", f"{float(v):.4g}"]])
                 t.points.append((float(e) + 1, float(v), None, len(tips) - 1, None))
-            traces.append(t)
+            if t.points:
+                traces.append(t)
         if traces:
             html_parts.append(chart(f"curve-{slug(title)}", traces, xlabel="epoch", ylabel=ylabel, title=title, xint=True,
                                     css="curves", width=560, height=320))
