@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -28,7 +27,8 @@ def binaries() -> tuple[str | None, str | None]:
     browser = os.environ.get("SPATIALPROBE_CHROMIUM") or next(
         (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
     driver = os.environ.get("SPATIALPROBE_CHROMEDRIVER") or shutil.which("chromedriver")
-    return browser, driver
+    return (browser if browser and os.access(browser, os.X_OK) else None,
+            driver if driver and os.access(driver, os.X_OK) else None)
 
 
 def find() -> str | None:

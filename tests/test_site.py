@@ -342,3 +342,57 @@ def test_epoch_metrics_reads_what_pandas_read(tmp_path):
     (run / "logs" / "attempt-3").mkdir()
     (run / "logs" / "attempt-3" / "metrics.csv").write_text("epoch,step\n1,2,3,4\n")  # torn: left out
     pd.testing.assert_frame_equal(epoch_metrics(run), expected)
+
+
+def paper_run(sweep: Path, experiment: str, model: str, dataset: str, method: str, k: int, acc: float, *,
+              seed: int = 0, unit: int | None = None, **config) -> None:
+    cfg = {"experiment_name": experiment, "k": k, "seed": seed, "model": {"name": model, "width": 1.0},
+           "dataset": {"name": dataset, "subset": None, "augment": True}, "method": {"name": method, "unit": unit},
+           "recipe": {"name": "cifar", "epochs": 200}, "trainer": {"max_epochs": 200}}
+    for key, value in config.items():
+        section, leaf = key.split("__")
+        cfg[section][leaf] = value
+    name = f"k={k},method={method},seed={seed}" + (f",unit={unit}" if unit is not None else "") + "".join(
+        f",{k}={v}" for k, v in config.items())
+    write_json_atomic(sweep / name / "result.json", {
+        "status": "complete", "model": model, "dataset": dataset, "method": method, "k": k, "seed": seed,
+        "params": 34_000_000, "flops": 10**9, "units": 13, "test_top1": acc, "config": cfg})
+
+
+def test_differences_best_models_paper_points_and_single_unit_curves(tmp_path):
+    exp = "vgg16_cifar100_spatial_vs_channel"
+    sweep = tmp_path / "sweeps" / exp
+    for seed, base in ((0, 74.2), (1, 73.8)):  # the baseline: 74.0 over two seeds
+        paper_run(sweep, exp, "vgg16", "cifar100", "none", 0, base, seed=seed)
+    for method, k, acc in (("spatial_shuffle", 7, 71.5), ("spatial_shuffle", 10, 57.0), ("channel_shuffle", 10, 5.0),
+                           ("channel_shuffle", 1, 71.4)):
+        paper_run(sweep, exp, "vgg16", "cifar100", method, k, acc)
+    for unit, acc in ((0, 60.0), (12, 73.9)):  # single units (S0 Fig. 6): a chart of their own
+        paper_run(sweep, exp, "vgg16", "cifar100", "spatial_shuffle", 0, acc, unit=unit)
+    aug = tmp_path / "sweeps" / "resnet50_cifar100_augmentation"
+    for augment, accs in ((True, (79.0, 79.5, 78.0)), (False, (67.0, 68.2, 66.0))):
+        paper_run(aug, "resnet50_cifar100_augmentation", "resnet50", "cifar100", "none", 0, 78.0 if augment else 65.7,
+                  dataset__augment=augment)
+        for k, acc in zip((1, 2, 3), accs, strict=True):
+            paper_run(aug, "resnet50_cifar100_augmentation", "resnet50", "cifar100", "gap_fc", k, acc,
+                      dataset__augment=augment)
+    site = build_site([tmp_path / "sweeps"], tmp_path / "site")
+    exps = {e.name: e for e in site.experiments}
+    ours = {(c.entry.paper, c.entry.item, c.entry.row, c.entry.column): c for e in exps.values() for c in e.comparisons}
+    delta = ours[("S0", "Fig. 4", "spatial shuffle", "54% (K=7)")]
+    assert delta.ours == pytest.approx(71.5 - 74.0) and delta.diff == pytest.approx(-2.5 + 2.66)
+    assert ours[("S1", "Fig. 10", "channel shuffle", "K=1")].ours == pytest.approx(71.4)
+    base = ours[("S1", "Fig. 10", "channel shuffle", "baseline")]
+    assert base.ours == pytest.approx(74.0) and base.n == 2 and base.over == "2 seeds"
+    assert exps[exp].status == "reproduced", exps[exp].why
+    best = ours[("S1", "Table 2 (right)", "GAP+FC", "without augmentation")]  # the best K of its own setting
+    assert best.ours == pytest.approx(68.2) and [r.row["k"] for r in best.runs] == [2]
+    assert ours[("S1", "Table 2 (right)", "GAP+FC", "with augmentation")].ours == pytest.approx(79.5)
+    assert ours[("S1", "Table 2 (right)", "baseline", "without augmentation")].ours == pytest.approx(65.7)
+    html = (tmp_path / "site" / "e" / exp / "index.html").read_text()
+    kcurve = html[html.index('<svg class="plot kcurve"'):]
+    kcurve = kcurve[:kcurve.index("</svg>")]
+    assert kcurve.count('<path class="pt"') == 4  # the paper's 57.05 and 4.84 at K=10, 71.49 at K=1, 74.10 at K=0
+    assert '<svg class="plot unit"' in html and "single units" in html
+    unit_chart = html[html.index('<svg class="plot unit"'):]
+    assert unit_chart[:unit_chart.index("</svg>")].count('<circle class="pt"') == 2
