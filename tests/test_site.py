@@ -396,3 +396,15 @@ def test_differences_best_models_paper_points_and_single_unit_curves(tmp_path):
     assert '<svg class="plot unit"' in html and "single units" in html
     unit_chart = html[html.index('<svg class="plot unit"'):]
     assert unit_chart[:unit_chart.index("</svg>")].count('<circle class="pt"') == 2
+
+
+def test_the_demos_page_of_the_readme_picture(tmp_path):
+    from fakeruns import DEMO_2026_12_01, demo_sweep
+
+    demo_sweep(tmp_path / "sweeps")
+    (exp,) = build_site([tmp_path / "sweeps"], tmp_path / "site").experiments
+    assert exp.status == "CPU-scale" and len(exp.runs) == 5
+    assert sorted(r.record["test_top1"] for r in exp.runs) == sorted(DEMO_2026_12_01.values())
+    shuffled = next(c for c in exp.comparisons if (c.entry.item, c.entry.row, c.entry.column) == (
+        "Table 2 (left)", "shuffle", "shuffle"))
+    assert shuffled.ours == 65.0 and shuffled.diff == pytest.approx(65.0 - 73.67)

@@ -43,7 +43,7 @@ from spatialprobe.run.records import config_diff
 ASSETS = Path(__file__).resolve().parent / "assets"
 MARKER = ".spatialprobe-site"  # a folder holding it was written by this module: a rebuild may replace it
 METRICS = ("test_top1", "map50", "test_miou")  # the headline metric of a run, in this order of preference
-STATUS_WORDS = ("configured", "CPU-scale", "reproduced")  # the ledger's; plus "paper-scale" (trained, not matched)
+STATUS_WORDS = ("configured", "CPU-scale", "paper-scale", "reproduced")  # the ledger's three, and trained but not matched
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'")
 
@@ -277,7 +277,7 @@ def status(exp: Experiment, tolerance: float) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------ papers against ours
 
-def _select(df, sel: dict, scaled: bool, runs_by_dir: dict):
+def _select(df, sel: dict, scaled: bool):
     """The complete rows of ``df`` that a paper's cell names (:attr:`papers.Entry.select`), and where from:
     evaluation rows for a train -> test scheme when there are some, else training rows. ``scaled``: ``df`` is a
     smaller version of the paper's experiment, on another data set (its model must still be the paper's)."""
@@ -342,7 +342,7 @@ def compare(entry: papers.Entry, exp: Experiment, scaled: bool, runs_by_dir: dic
         if entry.metric == "params" or (own & paper and entry.select.get("dataset") not in own):
             return c
         scaled = not own & paper
-    rows, over = _select(exp.df, entry.select, scaled, runs_by_dir)
+    rows, over = _select(exp.df, entry.select, scaled)
     metric = entry.metric
     if metric not in rows.columns or rows.empty:
         return c
@@ -363,7 +363,7 @@ def compare(entry: papers.Entry, exp: Experiment, scaled: bool, runs_by_dir: dic
         base_sel = {k: v for k, v in entry.select.items() if k in ("model", "dataset")}
         base_sel["config"] = {k: v for k, v in (entry.select.get("config") or {}).items() if not k.startswith("method.")}
         base_sel["k"] = 0
-        base, _ = _select(exp.df, base_sel, scaled, runs_by_dir)
+        base, _ = _select(exp.df, base_sel, scaled)
         base_values = base[metric].dropna().astype(float) if metric in base.columns else []
         if len(base_values) == 0:
             c.ours = None
@@ -527,7 +527,7 @@ def _index(experiments: list[Experiment], dirs, tolerance: float) -> str:
         models = sorted({str(r.row.get("model")) for r in exp.runs if not missing(r.row.get("model"))})
         datasets = sorted({str(r.row.get("dataset")) for r in exp.runs if not missing(r.row.get("dataset"))})
         methods = sorted({str(r.row.get("method")) for r in exp.runs if not missing(r.row.get("method"))})
-        status_order = {"configured": 0, "CPU-scale": 1, "paper-scale": 2, "reproduced": 3}.get(exp.status, 9)
+        status_order = STATUS_WORDS.index(exp.status)  # the table sorts by how far an experiment got
         runs = f"{len(exp.runs)}" + "".join(f", {n} {s}" for s, n in counts.items() if n and s != "complete")
         rows.append(
             f'<tr><td data-v="{esc(exp.name)}"><a href="e/{esc(exp.slug)}/index.html">{esc(exp.name)}</a></td>'
@@ -851,11 +851,13 @@ def _metric_curves(run: Run, tips: list) -> str:
     epochs = epoch_metrics(run.dir) if run.dir.is_dir() else None
     if epochs is None:
         return ""
-    groups = [("accuracy", "%", [c for c in epochs.columns if re.search(r"(top\d|acc|miou|map50)", c)]),
-              ("loss", "loss", [c for c in epochs.columns if "loss" in c]),
-              ("learning rate", "learning rate", [c for c in epochs.columns if c.startswith("lr")])]
-    used = {c for _, _, cols in groups for c in cols} | {"epoch"}
-    groups.append(("other", "value", [c for c in epochs.columns if c not in used]))
+    # per-epoch metrics only: the test metrics of the end are in the record (Lightning logs them one epoch on)
+    logged = [c for c in epochs.columns if c != "epoch" and not c.startswith("test_")]
+    groups = [("accuracy", "%", [c for c in logged if re.search(r"(top1|acc|miou|map50)", c)]),
+              ("loss", "loss", [c for c in logged if "loss" in c]),
+              ("learning rate", "learning rate", [c for c in logged if c.startswith("lr")])]
+    used = {c for _, _, cols in groups for c in cols}
+    groups.append(("other", "value", [c for c in logged if c not in used]))
     html_parts = []
     epoch_numbers = [int(e) for e in epochs["epoch"].tolist()]
     for title, ylabel, cols in groups:
