@@ -5,11 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 ARGS   ?=
+RUNS   ?= $(or $(SPATIALPROBE_RUNS),runs)
 # pytest-xdist workers: a crash or hang in one test (a native kernel, a stuck process) costs its worker,
 # not the run, and the closing summary line always appears; two also halve the fast suite on 2 cores
 TEST_WORKERS ?= 2
 
-.PHONY: install test test-all test-slow train demo bench gpu-check docs lint clean
+.PHONY: install test test-all test-slow train demo report bench gpu-check docs lint clean
 
 install: $(STAMP)
 
@@ -31,8 +32,11 @@ test-slow: install       ## only the tests marked slow (CI runs them after make 
 train: install           ## make train ARGS="model=vgg16 method=spatial_shuffle k=5"
 	$(PY) -m spatialprobe.train $(ARGS)
 
-demo: install            ## a real small K-sweep on CIFAR-10 on the CPU, ends in the K-curve figure
+demo: install            ## a real small K-sweep on CIFAR-10 on the CPU, ends in the K-curve figure and the results site
 	bash sweeps/demo.sh $(ARGS)
+
+report: install          ## the results site: make report ARGS="RUNS_DIR... -o SITE [--tolerance 1.0] [--title T]"
+	$(PY) -m spatialprobe.report $(or $(ARGS),$(RUNS)/sweeps -o $(RUNS)/site)
 
 bench: install           ## ratios against baselines measured in the same run
 	$(PY) benchmarks/run.py $(ARGS)

@@ -10,5 +10,7 @@ setup(
     package_dir={"": "src", "spatialprobe.conf": "conf"},
     # hydra_plugins is a namespace package (Hydra finds its launcher and sweeper plugins there)
     packages=[*find_namespace_packages("src", include=["spatialprobe*", "hydra_plugins*"]), *CONF],
-    package_data={"spatialprobe": ["py.typed"], **{p: ["*.yaml"] for p in CONF}},
+    # py.typed (PEP 561), the papers' numbers, the results site's stylesheet and script; every config
+    package_data={"spatialprobe": ["py.typed", "report/papers/*.yaml", "report/assets/*"],
+                  **{p: ["*.yaml"] for p in CONF}},
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: a real small K-sweep on real CIFAR-10 on the CPU, ending in the K-curve figure.
+# `make demo`: a real small K-sweep on real CIFAR-10 on the CPU, ending in the K-curve figure and the results site.
 # experiment=demo_cifar10_kcurve: narrow VGG-16-BN, 10,240 training / 2,000 test images, 12 epochs;
 # the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 and 6 convs: 5 runs in one
 # multirun. Re-running it skips the complete runs. Reads CIFAR-10 from $SPATIALPROBE_CIFAR10 when set (a
@@ -26,5 +26,8 @@ fi
 sweep experiment=demo_cifar10_kcurve "dataset.root=$ROOT" "${ARGS[@]}" "$@"
 figures demo_cifar10_kcurve
 if [ "${DRY_RUN:-0}" != 1 ]; then
+    # the results site of the sweep (records, metrics.csv files, figures; about a second): open index.html from disk
+    "$PY" -m spatialprobe.report "$RUNS/sweeps/demo_cifar10_kcurve" -o "$RUNS/sweeps/demo_cifar10_kcurve/site"
     echo "demo: the K-curve is $RUNS/sweeps/demo_cifar10_kcurve/figures/kcurve_vgg16_cifar10.png"
+    echo "demo: the results site is $RUNS/sweeps/demo_cifar10_kcurve/site/index.html"
 fi

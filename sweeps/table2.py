@@ -5,7 +5,7 @@
 Rows: the baseline (task=classify, no blur), +AugShift (task=augshift), BlurPool (task=classify with
 model.blurpool; ``pool`` = P's description, ``full`` = Zhang's anti-aliasing); AugShift on a BlurPool
 network, if present, gets its own row. Columns: the paper's (Top-1, Cons.8; ImageNet also Cons.16), then
-any other Cons.S the records hold. ``--paper`` adds P's numbers. Records are read by spatialprobe.report.collect.
+any other Cons.S the records hold. ``--paper`` adds P's numbers (from spatialprobe/report/papers/p.yaml). Records are read by spatialprobe.report.collect.
 """
 
 from __future__ import annotations
@@ -14,33 +14,38 @@ import argparse
 import math
 from pathlib import Path
 
+from spatialprobe.report import papers
 from spatialprobe.report.collect import collect_dirs
 
 DATASETS = {"cifar100": "CIFAR-100", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}  # P's column order
-PAPER_SHIFTS = {"cifar100": [8], "cifar10": [8], "imagenet": [8, 16]}
 ROWS = {("classify", "none"): "ResNet-18", ("augshift", "none"): "+AugShift",
         ("classify", "pool"): "BlurPool (blur after max-pools)", ("classify", "full"): "BlurPool (full)",
         ("augshift", "pool"): "+AugShift, BlurPool (pool)", ("augshift", "full"): "+AugShift, BlurPool (full)"}
-PAPER = {  # P Table 2: top-1, Cons.8 (, Cons.16)
-    "ResNet-18": {"cifar100": (72.6, 70.1), "cifar10": (93.1, 90.8), "imagenet": (69.7, 89.5, 87.4)},
-    "+AugShift": {"cifar100": (72.6, 85.6), "cifar10": (92.1, 94.8), "imagenet": (70.1, 90.2, 88.2)},
-    "BlurPool": {"cifar100": (72.4, 78.2), "cifar10": (92.5, 92.5), "imagenet": (71.4, 90.5, 88.8)},
-}
+
+
+def paper_table() -> dict[str, dict[tuple[str, str], object]]:
+    """P's Table 2 from its numbers file (spatialprobe/report/papers/p.yaml): row -> (dataset, field) -> entry."""
+    out: dict[str, dict[tuple[str, str], object]] = {}
+    for e in papers.entries("P"):
+        if e.item == "Table 2":
+            out.setdefault(e.row, {})[(e.select["dataset"], e.metric)] = e
+    return out
+
+
+def paper_shifts() -> dict[str, list[int]]:
+    """The shifts S of P's Cons.S columns per data set (CIFAR: 8; ImageNet: 8, 16), read from its numbers file."""
+    shifts: dict[str, set[int]] = {}
+    for numbers in paper_table().values():
+        for dataset, field in numbers:
+            if field.startswith("test_cons"):
+                shifts.setdefault(dataset, set()).add(int(field[len("test_cons"):]))
+    return {d: sorted(s) for d, s in shifts.items()}
 
 
 def blur_mode(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value in (False, "False", "false"):
         return "none"
     return "pool" if value in (True, "True", "true") else str(value)
-
-
-def paper_index(dataset: str, field: str) -> int | None:
-    """Position of a column's value in :data:`PAPER`'s tuples (None: P has no such column)."""
-    if field == "test_top1":
-        return 0
-    shift = int(field[len("test_cons"):])
-    shifts = PAPER_SHIFTS.get(dataset, [])
-    return 1 + shifts.index(shift) if shift in shifts else None
 
 
 def table(dirs: list[Path]) -> tuple[list[str], list[list[str]], list[tuple[str, str, str]]]:
@@ -54,11 +59,12 @@ def table(dirs: list[Path]) -> tuple[list[str], list[list[str]], list[tuple[str,
                                         blur if blur is not None else [None] * len(df), strict=True)])
     datasets = [d for d in DATASETS if d in set(df["dataset"])] + sorted(set(df["dataset"]) - set(DATASETS))
     columns = []  # (dataset, record field, header)
+    paper = paper_shifts()
     for d in datasets:
         present = sorted(int(c[len("test_cons"):]) for c in df.columns
                          if c.startswith("test_cons") and c[len("test_cons"):].isdigit()
                          and df.loc[df["dataset"] == d, c].notna().any())
-        shifts = PAPER_SHIFTS.get(d, []) + [s for s in present if s not in PAPER_SHIFTS.get(d, [])]
+        shifts = paper.get(d, []) + [s for s in present if s not in paper.get(d, [])]
         name = DATASETS.get(d, d)
         columns += [(d, "test_top1", f"{name} Top-1")] + [(d, f"test_cons{s}", f"{name} Cons.{s}") for s in shifts]
     order = list(dict.fromkeys([r for r in ROWS.values() if r in set(df["row"])] + sorted(set(df["row"]))))
@@ -83,11 +89,8 @@ def main() -> None:
         raise SystemExit(f"none of these sweep directories exists: {', '.join(map(str, args.sweep_dirs))}")
     header, rows, columns = table(dirs)
     if args.paper:
-        for label, numbers in PAPER.items():
-            cells = []
-            for d, field, _ in columns:
-                values, idx = numbers.get(d, ()), paper_index(d, field)
-                cells.append(f"{values[idx]:.1f}" if idx is not None and idx < len(values) else "")
+        for label, numbers in paper_table().items():
+            cells = [numbers[(d, field)].text() if (d, field) in numbers else "" for d, field, _ in columns]
             rows.append([f"P: {label}", *cells])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

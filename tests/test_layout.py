@@ -16,11 +16,12 @@ LAYERS = ["errors", "config", "run", "methods", "models", "surgery", "data", "ta
 
 
 def wing(module: str) -> str:
-    """``spatialprobe.run.records`` -> ``run``; an entry point -> ``entry``; the package itself -> ``package``."""
+    """``spatialprobe.run.records`` -> ``run``; an entry point -> ``entry`` (a wing's ``__main__`` too:
+    ``python -m spatialprobe.report``); the package itself -> ``package``."""
     parts = module.split(".")
     if len(parts) == 1 or parts[1] not in ENTRY_POINTS | set(LAYERS):
         return "package"  # spatialprobe itself, or a name it defines (CONF_DIR, __version__)
-    return "entry" if parts[1] in ENTRY_POINTS else parts[1]
+    return "entry" if parts[1] in ENTRY_POINTS or parts[-1] == "__main__" else parts[1]
 
 
 def imports(path: Path) -> set[str]:
@@ -42,6 +43,8 @@ def modules() -> dict[str, Path]:
 def test_every_module_is_an_entry_point_or_in_a_wing():
     top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     assert top == ENTRY_POINTS | {"surgery", "errors"}, sorted(top)
+    # a command named like its wing (report) is the wing's __main__: a report.py beside report/ cannot be imported
+    assert sorted(p.parent.name for p in PACKAGE.glob("*/__main__.py")) == ["report"]
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert folders == set(LAYERS) - {"errors", "surgery"}, sorted(folders)
 

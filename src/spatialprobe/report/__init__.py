@@ -1,7 +1,9 @@
 """Figures and tables from result records: the K-curves and tables of a sweep (:mod:`~spatialprobe.report.figures`,
 read from a table :mod:`~spatialprobe.report.collect` writes), the detection figures
-(:mod:`~spatialprobe.report.detection`) and those of the position study (:mod:`~spatialprobe.report.position`).
-Everything here reads records and files; nothing trains. Below: the one figure saver they share.
+(:mod:`~spatialprobe.report.detection`) and those of the position study (:mod:`~spatialprobe.report.position`), the
+results site (:mod:`~spatialprobe.report.site`, the command ``python -m spatialprobe.report`` in ``__main__``) and
+the papers' numbers it compares with (:mod:`~spatialprobe.report.papers`). Everything here reads records and files;
+nothing trains. Below: the one figure saver they share.
 """
 
 from __future__ import annotations

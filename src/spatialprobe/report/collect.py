@@ -99,32 +99,58 @@ def eval_row(ev: dict, path: Path, train: dict | None, sweep: str) -> dict:
 def epoch_metrics(run_dir: str | Path):
     """The per-epoch metrics a run logged (``logs/attempt-*/metrics.csv``): one row per epoch (0-based),
     a column per epoch-level metric (``train_top1``, ``val_top1``, losses, learning rate, ...). A resumed
-    run's later attempts win where attempts overlap. None when the run logged no epoch yet."""
+    run's later attempts win where attempts overlap. None when the run logged no epoch yet.
+
+    Read with the csv module, not pandas (a sweep's results site reads one file per run): per epoch, the last
+    value logged for each metric (what ``groupby("epoch").last()`` gives); step-level rows without an epoch and
+    the per-step loss are left out."""
+    import csv
+
     import pandas as pd
 
     files = sorted(Path(run_dir).glob("logs/attempt-*/metrics.csv"),
                    key=lambda f: int(f.parent.name.split("-")[-1]) if f.parent.name.split("-")[-1].isdigit() else 0)
-    frames = []
+    epochs: dict[int, dict[str, float]] = {}
+    columns: dict[str, None] = {}  # in the order of their first appearance
     for f in files:
         try:
-            frames.append(pd.read_csv(f))
-        except (OSError, ValueError, pd.errors.EmptyDataError):
+            with open(f, newline="") as fh:
+                rows = list(csv.reader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error):
             continue  # a file being written, or torn: its epochs are left out
-    if not frames:
+        if not rows or "epoch" not in rows[0] or any(len(r) > len(rows[0]) for r in rows[1:]):
+            continue
+        header = rows[0]
+        at = header.index("epoch")
+        for name in header:
+            if name not in ("epoch", "step", "train_loss_step"):
+                columns.setdefault(name)
+        for row in rows[1:]:
+            try:
+                epoch = int(float(row[at])) if at < len(row) and row[at] != "" else None
+            except ValueError:
+                epoch = None
+            if epoch is None:
+                continue
+            for name, value in zip(header, row, strict=False):
+                if value == "" or name in ("epoch", "step", "train_loss_step"):
+                    continue
+                try:
+                    epochs.setdefault(epoch, {})[name] = float(value)
+                except ValueError:
+                    continue
+    epochs = {e: values for e, values in epochs.items() if values}
+    if not epochs:
         return None
-    df = pd.concat(frames, ignore_index=True)
-    if "epoch" not in df.columns:
-        return None
-    df = df[df["epoch"].notna()].drop(columns=[c for c in ("step", "train_loss_step") if c in df.columns])
-    epochs = df.groupby("epoch", sort=True).last().reset_index()  # last non-null value per column
-    epochs = epochs.dropna(axis=1, how="all")
-    epochs = epochs.dropna(subset=[c for c in epochs.columns if c != "epoch"], how="all")
-    epochs["epoch"] = epochs["epoch"].astype(int)
-    return epochs if len(epochs) else None
+    logged = [c for c in columns if any(c in values for values in epochs.values())]
+    return pd.DataFrame([{"epoch": e, **{c: epochs[e].get(c, float("nan")) for c in logged}} for e in sorted(epochs)],
+                        columns=["epoch", *logged])
 
 
-def collect_dirs(dirs: Iterable[str | Path]):
-    """DataFrame of every record under ``dirs`` (raises UserError when there is none)."""
+def collect_dirs(dirs: Iterable[str | Path], records: dict | None = None):
+    """DataFrame of every record under ``dirs`` (raises UserError when there is none). ``records``, when given,
+    receives every training record whole (config and checkpoints included), by its row's ``run_dir``: for
+    readers that need more than the table (the results site)."""
     import pandas as pd
 
     rows: list[dict] = []
@@ -142,6 +168,8 @@ def collect_dirs(dirs: Iterable[str | Path]):
             row = train_row(record, path.parent, sweep)
             rows.append(row)
             train_by_dir[str(path.parent.resolve())] = row
+            if records is not None:
+                records[row["run_dir"]] = record
         for path in sorted(d.rglob("eval-*.json")):
             ev = read_json(path)
             if isinstance(ev, dict) and "top1_mean" in ev:
