@@ -31,7 +31,8 @@ def test_the_wheel_holds_every_config_and_the_type_marker(wheel):
     configs = sorted(str(p.relative_to(REPO)) for p in (REPO / "conf").rglob("*.yaml"))
     assert configs and all(f"spatialprobe/{c}" in names for c in configs)  # conf/... -> spatialprobe/conf/...
     assert "spatialprobe/py.typed" in names and "hydra_plugins/spatialprobe_launcher/__init__.py" in names
-    data = [p.relative_to(REPO / "src") for d in ("papers", "assets") for p in (REPO / "src/spatialprobe/report" / d).iterdir()]
+    data = [p.relative_to(REPO / "src") for d in ("papers", "assets") for p in (REPO / "src/spatialprobe/report" / d).iterdir()
+            if p.name != "__pycache__"]
     assert data and all(str(p) in names for p in data)  # the papers' numbers, the results site's CSS and script
 
 

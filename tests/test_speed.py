@@ -148,7 +148,10 @@ def test_bad_speed_values(override, key):
     assert err.value.key == key
 
 
-def test_precision_on_the_cpu():
+def test_precision_on_the_cpu(monkeypatch):
+    from spatialprobe.config import resolvers
+
+    monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a: True)  # a CPU with bf16 (the other kind: below)
     assert speed.check_devices(compose_train("trainer.precision=bf16-mixed")) == []
     (warning,) = speed.check_devices(compose_train("trainer.precision=16-mixed"))
     assert "bf16-mixed instead" in warning

@@ -175,7 +175,8 @@ def test_figures_run_holds_every_figure_chart_and_table_and_collect_reads_it_bac
     assert {"kcurve_vgg16_cifar100", "cost_vgg16_cifar100", "newfig"} <= pngs
     assert {"compressed", "best", "kcurve_table", "pareto", "newtable"} <= csvs
     assert {f"figures/{s}" for s in pngs} == {k for k, v in logged.items() if v == "image-file"}
-    charts = {"kcurve_vgg16_cifar100", "cost_vgg16_cifar100_params", "cost_vgg16_cifar100_flops", "newfig"}
+    charts = {"kcurve_vgg16_cifar100", "cost_vgg16_cifar100_params", "cost_vgg16_cifar100_flops", "rf_vgg16_cifar100",
+              "newfig"}
     assert {f"tables/{s}" for s in csvs} | {f"charts/{c}_table" for c in charts} == {
         k for k, v in logged.items() if v == "table-file"}
     for name in csvs:  # every table, cell for cell
