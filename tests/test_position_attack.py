@@ -111,8 +111,8 @@ def test_segmentation_checks_before_anything_runs():
 
 
 def test_segmenter_recipe_aux_head_at_ten_times_the_lr_and_the_poly_schedule():
-    from spatialprobe.models import build_model
     from spatialprobe import tasks
+    from spatialprobe.models import build_model
 
     cfg = compose_train("experiment=deeplabv3_resnet50_cityscapes", "recipe.epochs=2")
     torch.manual_seed(0)
