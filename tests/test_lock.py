@@ -110,6 +110,18 @@ def test_a_holder_whose_process_ended_on_this_host_is_taken_over(tmp_path):
         RunLock(tmp_path / "run3").acquire(heartbeat=False)
 
 
+def test_a_lock_that_cannot_be_written_is_one_line(tmp_path):
+    """A run directory that cannot be made (here its parent is a file; a full or read-only disk alike) is a
+    UserError naming the lock file and the fix, not an OSError traceback; nothing is left held."""
+    from spatialprobe.errors import UserError
+
+    (tmp_path / "file").write_text("not a folder")
+    lock = RunLock(tmp_path / "file" / "run")
+    with pytest.raises(UserError, match=r"file/run/run\.lock: cannot write the run's lock \(.*\); free space"):
+        lock.acquire(heartbeat=False)
+    assert not lock.held
+
+
 def test_slurm_jobs_hold_their_runs_while_squeue_lists_them(tmp_path, fake_squeue, monkeypatch):
     fake_squeue.write_text("77_1 PENDING\n77_2 RUNNING\n78 COMPLETED\n")
     queued = tmp_path / "queued"

@@ -266,7 +266,20 @@ class RunLock:
     def acquire(self, heartbeat: bool = True) -> str | None:
         """Take the lock; returns the warning line of a takeover (None if the lock was free). Raises
         :class:`RunInUse` while a live process (or a queued SLURM job) holds it."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        note = None
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            note = self._take()
+        except OSError as err:  # a full or read-only disk: one line, like every other write a run cannot make
+            raise UserError(f"{self.path}: cannot write the run's lock ({err.strerror or err}); free space (or fix "
+                            "the file system) and run the same command again") from None
+        self.held = True
+        if heartbeat:
+            self._thread = threading.Thread(target=self._beat, name="spatialprobe-run-lock", daemon=True)
+            self._thread.start()
+        return note
+
+    def _take(self) -> str | None:
         note = None
         for _ in range(50):
             if self._write(exclusive=True):
@@ -291,10 +304,6 @@ class RunLock:
         else:
             holder = read(self.run_dir)
             raise RunInUse(self.run_dir, holder or Holder(host="?", pid=0))
-        self.held = True
-        if heartbeat:
-            self._thread = threading.Thread(target=self._beat, name="spatialprobe-run-lock", daemon=True)
-            self._thread.start()
         return note
 
     def _beat(self) -> None:
