@@ -144,3 +144,33 @@ def make_voc(root: Path, sets=(("2007", "trainval", 6), ("2012", "trainval", 6),
             ids.append(name)
         (base / "ImageSets" / "Main" / f"{image_set}.txt").write_text("".join(f"{i}\n" for i in ids))
     return Path(root)
+
+
+class Payload:
+    """What a crafted checkpoint carries: unpickling it runs ``touch <marker>`` (``os.system`` through
+    ``__reduce__``), so a test sees whether a load ran foreign code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        import shlex
+
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+def crafted_checkpoint(path: Path, marker: Path, spatialprobe: bool = True) -> Path:
+    """A torch file that looks like a spatialprobe training checkpoint (or, ``spatialprobe=False``, a plain
+    state dict) and carries a :class:`Payload` creating ``marker`` when it is loaded with weights_only=False."""
+    import torch
+
+    obj: dict = {"state_dict": {"model.w": torch.zeros(2)}, "global_step": 3, "epoch": 0} if spatialprobe else \
+        {"conv.weight": torch.zeros(2)}
+    if spatialprobe:
+        obj["spatialprobe_config"] = {"model": {"name": "resnet18"}}
+    obj["hyper_parameters"] = Payload(marker)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path

@@ -121,13 +121,112 @@ CASES = [
                                                               "or sweep_dir=runs/sweeps/<experiment>"]),
     ("search_k-without-a-method", "spatialprobe.search_k", ["method=none"],
      ["method='none' is invalid: search_k needs a method that modifies units", "conv1x1"]),
+    # a crafted checkpoint (a pickle that runs a command when loaded): refused by every command, the payload never runs
+    ("evaluate-crafted-checkpoint", "spatialprobe.evaluate", ["ckpt={tmp}/shared.ckpt"],
+     ["ckpt='", "shared.ckpt': refused: the file holds posix.system", "could run code"]),
+    ("rank-crafted-checkpoint", "spatialprobe.rank", ["checkpoint={tmp}/shared.ckpt"],
+     ["checkpoint='", "shared.ckpt': refused: the file holds posix.system"]),
+    ("rank-segmentation-crafted-weights", "spatialprobe.rank", ["source=segmentation", "checkpoint={tmp}/deeplab.pth",
+                                                                "segmentation.root={tmp}"],
+     ["checkpoint='", "deeplab.pth': refused: the file holds posix.system"]),
+    ("decode-crafted-checkpoint", "spatialprobe.decode", ["checkpoint={tmp}/shared.ckpt"],
+     ["checkpoint='", "shared.ckpt': refused: the file holds posix.system"]),
+    ("pretrained-crafted-weights", "spatialprobe.train", [*DATA, "+model.pretrained={tmp}/deeplab.pth"],
+     ["model.pretrained='", "deeplab.pth': refused: the file holds posix.system"]),
+    ("resume-from-a-crafted-last-ckpt", "spatialprobe.train", DATA,
+     ["run/checkpoints/last.ckpt: refused: the file holds posix.system", "could run code"]),
+    # the run directory: another live trainer, a damaged checkpoint, a place that cannot be written, a full disk
+    ("run-in-use-by-a-live-process", "spatialprobe.train", DATA,
+     ["run is being trained by pid", "this launch trains nothing", "kill "]),
+    ("no-readable-checkpoint", "spatialprobe.train", DATA,
+     ["run/checkpoints: no checkpoint of this unfinished run loads", "last.ckpt: unreadable (",
+      "checkpoint.on_unreadable=restart"]),
+    ("bad-on-unreadable", "spatialprobe.train", [*DATA, "checkpoint.on_unreadable=ignore"],
+     ["checkpoint.on_unreadable='ignore' is invalid", "(valid: fail, restart)"]),
+    ("lock-stale-limit-too-short", "spatialprobe.train", [*DATA, "lock.stale_after_s=60"],
+     ["lock.stale_after_s=60 is invalid", "3 x lock.heartbeat_s (30)"]),
+    ("run-dir-in-proc", "spatialprobe.train", [*DATA, "hydra.run.dir=/proc/spatialprobe-run"],
+     ["hydra.run.dir='/proc/spatialprobe-run': output directory is not writable", "in /proc"]),
+    ("disk-full-during-a-checkpoint", "spatialprobe.train", DATA,
+     ["could not write", "run/checkpoints/", "No space left on device (ENOSPC)", "re-run the same command"]),
 ]
 
 
 # the cases that also run as a real process: one or two per command
 IN_A_PROCESS = {"unknown-model", "sweep-k-out-of-range", "evaluate-missing-checkpoint", "inspect-k-out-of-range",
                 "collect-no-such-dir", "plot-missing-columns", "rank-without-checkpoint", "decode-without-checkpoint",
-                "search_k-without-a-method"}
+                "search_k-without-a-method", "evaluate-crafted-checkpoint", "run-in-use-by-a-live-process",
+                "run-dir-in-proc"}
+
+
+def planted_run(tmp: Path, cifar: Path, status: str = "running") -> Path:
+    """``tmp/run`` as an unfinished run of the catalogue's DATA arguments left it: its record (the very config
+    the command composes, so that the command resumes it)."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose_train
+    from spatialprobe.run.records import config_hash
+
+    resolved = OmegaConf.to_container(compose_train(*[a.format(cifar=cifar) for a in DATA]), resolve=True)
+    run = tmp / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"status": status, "reason": None, "config_hash": config_hash(resolved),
+                                                 "attempts": 1, "config": resolved}))
+    return run
+
+
+def _crafted_resume(tmp, cifar, monkeypatch):
+    from fakedata import crafted_checkpoint
+
+    crafted_checkpoint(planted_run(tmp, cifar) / "checkpoints" / "last.ckpt", tmp / PAYLOAD_RAN)
+
+
+def _live_holder(tmp, cifar, monkeypatch):
+    """run.lock of a live process on this host (this test's parent), whose heartbeat is fresh."""
+    import os
+    import socket
+    import time
+
+    from spatialprobe.run.lock import Holder, pid_start
+
+    (tmp / "run").mkdir()
+    now = time.time()
+    holder = Holder("training", socket.gethostname(), os.getppid(), pid_start(os.getppid()), None, now,
+                    now, "live")
+    (tmp / "run" / "run.lock").write_text(json.dumps(holder.__dict__))
+
+
+def _truncated_last(tmp, cifar, monkeypatch):
+    (planted_run(tmp, cifar) / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04" + b"\0" * 4000)
+
+
+def _disk_full(tmp, cifar, monkeypatch):
+    """Every checkpoint write fails as a full disk fails it: torch.save's writer raises after some bytes."""
+    import errno
+
+    import torch
+
+    real = torch.save
+
+    class Full:
+        def __init__(self, fh):
+            self.fh, self.n = fh, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 4096:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    monkeypatch.setattr(torch, "save", lambda obj, fh, *a, **k: real(obj, Full(fh), *a, **k))
+
+
+PAYLOAD_RAN = "PAYLOAD_RAN"  # the file a crafted checkpoint's payload would create
+SETUP = {"resume-from-a-crafted-last-ckpt": _crafted_resume, "run-in-use-by-a-live-process": _live_holder,
+         "no-readable-checkpoint": _truncated_last, "disk-full-during-a-checkpoint": _disk_full}
 
 
 def test_the_catalogue_is_big_and_covers_every_entry_point():
@@ -148,14 +247,21 @@ def test_the_troubleshooting_page_states_the_catalogue_as_tested():
     assert named == {c[1].removeprefix("spatialprobe.") for c in CASES}
 
 
-@pytest.mark.parametrize("module,args,needles,process",
-                         [(*c[1:], c[0] in IN_A_PROCESS) for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_clear_line(module, args, needles, process, fake_cifar10, env, tmp_path):
+@pytest.mark.parametrize("case,module,args,needles,process",
+                         [(*c, c[0] in IN_A_PROCESS) for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(case, module, args, needles, process, fake_cifar10, env, tmp_path, monkeypatch):
+    from fakedata import crafted_checkpoint
+
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("not a checkpoint\n")
     (tmp_path / "thin.csv").write_text("model,dataset,k\nvgg16_bn,cifar100,0\n")
+    crafted_checkpoint(tmp_path / "shared.ckpt", tmp_path / PAYLOAD_RAN)  # a colleague's checkpoint, and a state dict
+    crafted_checkpoint(tmp_path / "deeplab.pth", tmp_path / PAYLOAD_RAN, spatialprobe=False)
     if any("{tmp}/voc_" in a for a in args):
         broken_voc_trees(tmp_path)
+    if case in SETUP:
+        SETUP[case](tmp_path, fake_cifar10, monkeypatch)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.ckpt")}
     args = [a.format(tmp=tmp_path, cifar=fake_cifar10) for a in args]
     if module == "spatialprobe.train" and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
@@ -171,4 +277,5 @@ def test_bad_input_is_one_clear_line(module, args, needles, process, fake_cifar1
         assert needle.format(tmp=tmp_path) in last, last
     for rec in tmp_path.rglob("result.json"):  # nothing half-written claims success
         assert json.loads(rec.read_text()).get("status") != "complete", rec
-    assert not list(Path(tmp_path).rglob("*.ckpt")), "a checkpoint was written"
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.ckpt")} == before, "a checkpoint was written or changed"
+    assert not (tmp_path / PAYLOAD_RAN).exists(), "a crafted checkpoint's payload ran"

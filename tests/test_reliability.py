@@ -6,10 +6,12 @@ the reference run, crashes, divergence and sweeps call the same entry point in t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +20,8 @@ import pytest
 import torch
 
 from conftest import TINY, cli
-from spatialprobe.run.callbacks import AtomicCheckpointIO, ResumableCheckpoint
+from spatialprobe.run.callbacks import AtomicCheckpointIO, CheckpointWriteError, ResumableCheckpoint
+from spatialprobe.run.lock import read as read_lock
 from spatialprobe.run.records import write_json_atomic
 
 # deterministic, resumable, and long enough to be interrupted: 10 steps per epoch, last.ckpt every 3
@@ -82,9 +85,15 @@ def test_sigkill_mid_epoch_then_same_command_equals_an_uninterrupted_run(uninter
     killed = finish([*args, "debug.kill_at_step=14"], env, tmp_path, run_dir)  # last.ckpt is from step 12
     assert killed.returncode == -signal.SIGKILL
     assert record(run_dir)["status"] == "running"  # the record never claims what did not happen
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 12
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    holder = read_lock(run_dir)  # the SIGKILLed process could not give its run.lock back
+    assert holder.pid != os.getpid() and holder.host == socket.gethostname()
     resumed = in_process([*args, "debug.kill_at_step=14"], env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    took_over = [ln for ln in resumed.stderr.splitlines() if "run.lock" in ln]
+    assert took_over == [f"spatialprobe: warning: {run_dir}: took over run.lock of pid {holder.pid} on {holder.host} "
+                         f"{took_over[0].split(f'on {holder.host} ')[1].split(':')[0]}: pid {holder.pid} has ended"]
+    assert read_lock(run_dir) is None  # given back at the end
     assert record(run_dir)["attempts"] == 2
     assert_same_result(run_dir, reference)
     # the second attempt started where the first stopped, it did not train from step 0
@@ -293,7 +302,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk went away")
 
     monkeypatch.setattr(torch, "save", torn_save)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointWriteError, match="could not write .*last.ckpt: disk went away; last.ckpt in .* intact"):
         io.save_checkpoint({"v": torch.zeros(3)}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["v"], torch.ones(3))
@@ -314,3 +323,177 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"status": "running"}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+# ---- damaged checkpoints: the newest readable one, said in one line; none readable: one line, restart on request
+
+def crashed_in_epoch_1(args, env, tmp_path) -> tuple:
+    """A run that crashed at the end of epoch 1 (of 3), in this process: its checkpoints and the steps they hold."""
+    run_dir = tmp_path / "run"
+    p = in_process([*args, "debug.crash_at_epoch=1"], env, tmp_path, run_dir)
+    assert p.returncode != 0 and record(run_dir)["status"] == "failed"
+    steps = record(run_dir)["checkpoint_steps"]
+    assert set(steps) == {"last.ckpt", "previous.ckpt", "best.ckpt"} and steps["previous.ckpt"] < steps["last.ckpt"]
+    for name, step in steps.items():  # the record's steps are the files' own
+        assert torch.load(run_dir / "checkpoints" / name, weights_only=True)["global_step"] == step
+    return run_dir, steps
+
+
+def test_a_truncated_last_ckpt_resumes_from_the_previous_one_and_says_what_it_cost(uninterrupted, tmp_path):
+    """last.ckpt cut short (a copy between file systems that broke off): the run resumes from previous.ckpt, one
+    line names both and the training steps lost, and the result equals an uninterrupted run's bit for bit."""
+    args, env, reference = uninterrupted
+    run_dir, steps = crashed_in_epoch_1(args, env, tmp_path)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    resumed = in_process(args, env, tmp_path, run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    lines = [ln for ln in resumed.stderr.splitlines() if "checkpoints" in ln]
+    lost = steps["last.ckpt"] - steps["previous.ckpt"]
+    assert lines == [f"spatialprobe: warning: {run_dir / 'checkpoints'}: passed over last.ckpt: unreadable (empty or "
+                     f"truncated); resuming from previous.ckpt at step {steps['previous.ckpt']}: {lost} training step(s) "
+                     f"lost (the newest checkpoint was at step {steps['last.ckpt']})"], resumed.stderr[-2000:]
+    rec = record(run_dir)
+    assert rec["resumed_from"] == {"file": "previous.ckpt", "step": steps["previous.ckpt"], "steps_lost": lost}
+    assert rec["attempts"] == 2 and (run_dir / "checkpoints" / "last.ckpt.unreadable").is_file()
+    second = (run_dir / "logs" / "attempt-2" / "metrics.csv").read_text().splitlines()
+    assert min(int(row.split(",")[header_index(second, "step")]) for row in second[1:]) >= steps["previous.ckpt"]
+    assert_same_result(run_dir, reference)
+
+
+def test_no_readable_checkpoint_is_one_line_and_a_restart_only_on_request(uninterrupted, tmp_path):
+    args, env, reference = uninterrupted
+    run_dir, _ = crashed_in_epoch_1(args, env, tmp_path)
+    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    damaged = {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()}
+    p = in_process(args, env, tmp_path, run_dir)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    line = p.stderr.strip().splitlines()[-1]
+    assert line == (f"spatialprobe: error: {run_dir / 'checkpoints'}: no checkpoint of this unfinished run loads "
+                    "(last.ckpt: unreadable (truncated: the end of the file is missing); previous.ckpt: unreadable "
+                    "(truncated: the end of the file is missing); best.ckpt: unreadable (truncated: the end of the file "
+                    "is missing)); nothing was trained. To train it again from step 0, re-run with "
+                    "checkpoint.on_unreadable=restart")
+    rec = record(run_dir)
+    assert rec["status"] == "failed" and rec["reason"] == line.removeprefix("spatialprobe: error: ")
+    assert rec["attempts"] == 1  # no new attempt: nothing was trained, no silent restart
+    assert {p.name: p.read_bytes() for p in (run_dir / "checkpoints").iterdir()} == damaged
+    p = in_process([*args, "checkpoint.on_unreadable=restart"], env, tmp_path, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [ln for ln in p.stderr.splitlines() if "on_unreadable" in ln] == [
+        f"spatialprobe: warning: {run_dir / 'checkpoints'}: no checkpoint loads (last.ckpt: unreadable (truncated: the "
+        "end of the file is missing); previous.ckpt: unreadable (truncated: the end of the file is missing); best.ckpt: "
+        "unreadable (truncated: the end of the file is missing)); training again from step 0 as "
+        "checkpoint.on_unreadable=restart asks (kept: last.ckpt.unreadable, previous.ckpt.unreadable, "
+        "best.ckpt.unreadable)"]
+    assert {f"{n}.unreadable" for n in ("last.ckpt", "previous.ckpt", "best.ckpt")} <= {
+        p.name for p in (run_dir / "checkpoints").iterdir()}
+    assert_same_result(run_dir, reference)  # from step 0 with the same streams: the uninterrupted run
+
+
+# ---- a full disk while a checkpoint is written
+
+class FillsUp:
+    """A file that takes ``room`` bytes, then fails as a full disk does (ENOSPC)."""
+
+    def __init__(self, fh, room: int):
+        self.fh, self.room = fh, room
+
+    def write(self, data):
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def disk_fills_at_write(monkeypatch, n: int, also_records: bool = False) -> list:
+    """Checkpoint writes 1..n-1 succeed, write n and all later ones fail half-way with ENOSPC (torch.save reports
+    it the way it does on a real full disk); ``also_records``: then every record write fails too."""
+    real_save, real_json = torch.save, write_json_atomic
+    writes: list = []
+
+    def save(obj, fh, *a, **k):
+        writes.append(obj.get("global_step"))
+        return real_save(obj, FillsUp(fh, 2000) if len(writes) >= n else fh, *a, **k)
+
+    def json_write(path, obj):
+        if also_records and len(writes) >= n:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_json(path, obj)
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr("spatialprobe.run.records.write_json_atomic", json_write)
+    return writes
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_a_failed_record_and_the_previous_checkpoint_intact(
+        uninterrupted, tmp_path, monkeypatch):
+    args, env, reference = uninterrupted
+    run_dir = tmp_path / "run"
+    writes = disk_fills_at_write(monkeypatch, 3)  # steps 3 and 6 written, the one at step 9 fails
+    p = in_process(args, env, tmp_path, run_dir)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    line = p.stderr.strip().splitlines()[-1]
+    ckpts = run_dir / "checkpoints"
+    assert line == (f"spatialprobe: error: could not write {ckpts / 'last.ckpt'}: No space left on device (ENOSPC); "
+                    f"last.ckpt, previous.ckpt in {ckpts} intact; free space (or fix the file system) and re-run the "
+                    "same command to resume")
+    assert writes == [3, 6, 9]
+    rec = record(run_dir)
+    assert rec["status"] == "failed" and rec["reason"] == "CheckpointWriteError: " + line.removeprefix("spatialprobe: error: ")
+    assert rec["checkpoint_steps"] == {"last.ckpt": 6, "previous.ckpt": 3}
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 6  # the previous one, intact
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "previous.ckpt"]  # no half-written file left
+    monkeypatch.undo()  # space freed: the same command resumes and ends as if nothing had happened
+    resumed = in_process(args, env, tmp_path, run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_result(run_dir, reference)
+
+
+def test_a_full_disk_that_refuses_the_record_too_is_still_one_line(fake_cifar10, env, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    disk_fills_at_write(monkeypatch, 1, also_records=True)
+    p = in_process(["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY], env, tmp_path, run_dir)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("spatialprobe: error:")]
+    assert len(lines) == 1 and lines[0] == p.stderr.strip().splitlines()[-1]
+    assert "No space left on device (ENOSPC)" in lines[0]
+    assert lines[0].endswith(f"; the record {run_dir / 'result.json'} could not be updated either")
+    assert record(run_dir)["status"] == "running"  # its last write before the disk filled
+
+
+def _mount_tmpfs(path, options: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small or read-only file system needs root")
+def test_a_real_full_disk_and_a_real_read_only_mount(fake_cifar10, env, tmp_path):
+    """The same on real file systems (where this machine lets the test mount them): a 1 MiB tmpfs that fills
+    up while the checkpoints are written, and a read-only one as the run directory."""
+    small, readonly = tmp_path / "small", tmp_path / "readonly"
+    if not _mount_tmpfs(small, "size=1m"):
+        pytest.skip("mount is not permitted here")
+    try:
+        _mount_tmpfs(readonly, "ro,size=1m")
+        args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=2",
+                "checkpoint.every_n_steps=2"]
+        p = in_process(args, dict(env, SPATIALPROBE_MIN_FREE_MB="0"), tmp_path, small / "run")
+        assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+        line = p.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"spatialprobe: error: could not write {small / 'run' / 'checkpoints'}/")
+        assert "No space left on device (ENOSPC)" in line, line
+        kept = [c for c in (small / "run" / "checkpoints").glob("*.ckpt")]
+        assert kept and all(torch.load(c, weights_only=True)["global_step"] > 0 for c in kept)  # intact
+        assert not list((small / "run" / "checkpoints").glob(".*.tmp"))
+        p = cli("spatialprobe.train", [*args, f"hydra.run.dir={readonly / 'run'}"], env, tmp_path)
+        assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+            f"spatialprobe: error: hydra.run.dir='{readonly / 'run'}': output directory is not writable (Read-only "
+            f"file system in {readonly}); choose a writable place")
+    finally:
+        for mount in (small, readonly):
+            subprocess.run(["umount", str(mount)], capture_output=True)

@@ -230,6 +230,7 @@ RUN = [*TINY, "dataset=cifar10", "recipe=cpu", "trainer.max_epochs=2", "trainer.
 ALL_NEUTRAL_CHANGED = ["dataset.format=cifar", "dataset.download=true", "paths.data_dir=/nowhere",
                        "resume=false", "dry_run=true", "cost.gpu=H100", "name=another", "experiment_name=another",
                        "logger=wandb", "logger.mode=disabled", "checkpoint.every_n_steps=1", "checkpoint.on_signal=false",
+                       "checkpoint.on_unreadable=restart", "lock.heartbeat_s=5", "lock.stale_after_s=100",
                        "debug.only_jobs=[5]", "trainer.enable_progress_bar=true", "trainer.log_every_n_steps=50"]
 NOT_CHANGED_IN_TRAINING = {"dataset.verify": "fake batches cannot match the published md5s",
                            "experiment": "a group choice: what it sets is in the config itself"}

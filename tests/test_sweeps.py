@@ -364,20 +364,29 @@ def test_search_k_bisects_real_trainings_end_to_end_then_the_sweep_skips_its_run
 
 
 def test_dry_run_lists_every_state_and_shared_directories_are_refused(env, tmp_path):
-    """docs/sweeps.md: dry_run=true lists to do / complete / failed / running; two jobs that would share a run
-    directory (a swept key that stays out of the directory name) are refused before anything runs."""
+    """docs/sweeps.md: dry_run=true lists to do / complete / failed / interrupted / running (a live run.lock
+    elsewhere); two jobs that would share a run directory (a swept key that stays out of the directory name) are
+    refused before anything runs."""
+    import time
+
+    from spatialprobe.run.lock import Holder
+
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "model=resnet18", "model.width=0.0625", "method=spatial_shuffle", "k=0,1,2,3",
+    args = ["-m", "model=resnet18", "model.width=0.0625", "method=spatial_shuffle", "k=0,1,2,3,4",
             f"hydra.sweep.dir={sweep_dir}"]
-    states = {0: "complete", 1: "running", 2: "failed"}
+    states = {0: "complete", 1: "running", 2: "failed", 4: "running"}
     for k, status in states.items():
         write_json_atomic(sweep_dir / f"k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18" / "result.json",
                           {"status": status})
+    now = time.time()  # k=4 is trained on another node right now; k=1's process is gone (killed)
+    (sweep_dir / "k=4,method=spatial_shuffle,model.width=0.0625,model=resnet18" / "run.lock").write_text(
+        json.dumps(Holder("training", "node9", 77, None, None, now, now, "x").__dict__))
     p = cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
     assert p.returncode == 0, p.stderr
-    listed = dict(re.findall(r"\[([a-z ]+)\] \S+/(k=\d)", p.stdout))
+    listed = dict(re.findall(r"\[([a-z ]+)(?::[^]]*)?\] \S+/(k=\d)", p.stdout))
     listed = {int(k[2:]): state for state, k in listed.items()}
-    assert listed == {**states, 3: "to do"}, p.stdout
+    assert listed == {**states, 1: "interrupted", 3: "to do"}, p.stdout
+    assert "[running: pid 77 on node9 (heartbeat " in p.stdout
     # dataset.root is result-neutral and left out of the directory name: sweeping it would overwrite runs
     p = cli("spatialprobe.train", [*args, "dataset.root=/a,/b", "dry_run=true"], env, tmp_path)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
@@ -426,7 +435,14 @@ def test_launcher_configs(tmp_path):
     local_yaml = yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "local.yaml").read_text())
     assert local_yaml["defaults"] == ["spatialprobe_local"]
     assert set(local_yaml) == {"defaults", "max_parallel", "gpus_per_node", "timeout_min"}
-    assert yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "slurm.yaml").read_text())["defaults"] == ["submitit_slurm"]
+    # slurm.yaml builds on submitit's SLURM config plus wait / figures_job (submit and return)
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+
+    assert set(OmegaConf.structured(SlurmQueueConf)) - {"_target_"} <= set(slurm)
+    assert slurm._target_ == "hydra_plugins.spatialprobe_launcher.SubmitSlurmLauncher"
+    assert slurm.wait is True and slurm.figures_job is True
+    assert yaml.safe_load((CONF_DIR / "hydra" / "launcher" / "slurm.yaml").read_text())["defaults"] == [
+        "spatialprobe_slurm"]
 
 
 def test_sweep_scripts_quote_the_checkpoint_paths_they_pass_to_hydra():

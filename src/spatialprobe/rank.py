@@ -100,9 +100,9 @@ def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
 
     sc = cfg.segmentation
     if checkpoint is not None and checkpoint.is_file():
-        import torch
+        from spatialprobe.run.checkpoints import load
 
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        ckpt = load(checkpoint, f"checkpoint={str(checkpoint)!r}")  # tensors and plain data only: no code runs
         if isinstance(ckpt, dict) and "spatialprobe_config" in ckpt:
             from spatialprobe.tasks import restore
 
@@ -111,6 +111,7 @@ def load_segmentation(cfg: DictConfig, checkpoint: Path | None):
                 raise ConfigError("checkpoint", str(checkpoint), f"a {tcfg.model.arch} checkpoint; source=segmentation "
                                   "needs a deeplabv3_resnet50 (task=segment)", ["source=classifier"])
             return restore(ckpt, tcfg).body.eval(), {"model": tcfg.model.name, "train_config": ckpt["spatialprobe_config"]}
+        return build_deeplab(int(sc.num_classes), state=ckpt, label=str(checkpoint)), {"model": sc.arch}
     return build_deeplab(int(sc.num_classes), checkpoint), {"model": sc.arch}
 
 

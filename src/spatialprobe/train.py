@@ -53,8 +53,12 @@ def _sweep_job(cfg: DictConfig) -> float | None:
     The sweep's summary (spatialprobe.launch.sweep.SweepCheck) lists the failed runs and exits non-zero.
     SystemExit (submitit's requeue on preemption / time limit) and KeyboardInterrupt pass through.
     """
+    from spatialprobe.run.lock import RunInUse
+
     try:
         return run(cfg).get("test_top1")
+    except RunInUse as err:  # not a failure: the sweep's summary lists it as running elsewhere
+        print(f"spatialprobe: {hydra_output_dir()}: not started here: {one_line(err)}", file=sys.stderr, flush=True)
     except UserError as err:
         print(f"spatialprobe: error: {hydra_output_dir()}: {one_line(err)}", file=sys.stderr, flush=True)
     except Exception:

@@ -1,4 +1,4 @@
-"""Hydra launcher plugin of spatialprobe (Hydra finds launchers in the ``hydra_plugins`` namespace).
+"""Hydra launcher plugins of spatialprobe (Hydra finds launchers in the ``hydra_plugins`` namespace).
 
 ``BoundedLocalLauncher`` (``hydra/launcher=local``) is hydra-submitit-launcher's local launcher
 with a sliding window of ``max_parallel`` slots: a job starts as soon as any slot frees (submitit's
@@ -12,6 +12,11 @@ Everything else is submitit's: each job is a local submitit job (timeouts, the s
 time limit and the requeue after it, logs in ``.submitit/<job id>/``). A job whose process dies
 without a result (killed, out of memory) is reported in one line and the sweep goes on; the
 sweep's summary then lists its run as unfinished.
+
+``SubmitSlurmLauncher`` (``hydra/launcher=slurm``) is hydra-submitit-launcher's SLURM launcher that submits
+only the runs to do (not complete, not running or queued elsewhere: their ``run.lock``), marks each as queued
+for its array task, and with ``wait=false`` returns at once, after the collect + figures job
+(:mod:`spatialprobe.launch.slurm`).
 """
 
 import logging
@@ -20,11 +25,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
 
 from spatialprobe.launch.gpus import describe, gpu_slots, visible_gpus  # noqa: E402
 
@@ -42,12 +48,54 @@ class BoundedLocalQueueConf(LocalQueueConf):
     #   Hydra runs this module without registering it in sys.modules, which dataclasses then need)
 
 
-# the base of conf/hydra/launcher/local.yaml (Hydra imports this module when it scans hydra_plugins)
+@dataclass
+class SubmitSlurmQueueConf(SlurmQueueConf):
+    """submitit's SLURM launcher config (``submitit_slurm``) plus ``wait`` and ``figures_job``."""
+
+    _target_: str = "hydra_plugins.spatialprobe_launcher.SubmitSlurmLauncher"
+    wait: bool = True  # false: submit the array (and the figures job) and return
+    figures_job: bool = True  # with wait=false: collect + plot as a SLURM job after the array (afterany)
+
+
+# the bases of conf/hydra/launcher/local.yaml and slurm.yaml (Hydra imports this module when it scans hydra_plugins)
 ConfigStore.instance().store(group="hydra/launcher", name="spatialprobe_local", node=BoundedLocalQueueConf,
+                             provider="spatialprobe")
+ConfigStore.instance().store(group="hydra/launcher", name="spatialprobe_slurm", node=SubmitSlurmQueueConf,
                              provider="spatialprobe")
 
 
-class BoundedLocalLauncher(LocalLauncher):
+class _Executors:
+    """What both launchers share: submitit's executor as hydra-submitit-launcher builds it, and a job's result."""
+
+    def _executor(self) -> Any:
+        """A submitit executor with this launcher's parameters (as the base class builds it)."""
+        import submitit
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+        from omegaconf import OmegaConf
+
+        params = dict(self.params)
+        init = {"folder": params.pop("submitit_folder")}
+        if "max_num_timeout" in params:
+            init[f"{self._EXECUTOR}_max_num_timeout"] = params.pop("max_num_timeout")
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        known = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in known else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        return executor
+
+    @staticmethod
+    def _result(job: Any, idx: int, overrides: Sequence[str]) -> Any:
+        from hydra.core.utils import JobReturn, JobStatus
+
+        try:
+            return job.results()[0]
+        except Exception as err:  # the process ended without a result: killed, out of memory, too many timeouts
+            reason = " ".join(str(err).split("Error stream")[0].split()) or type(err).__name__  # not its log's tail
+            print(f"spatialprobe: error: sweep job #{idx} ({' '.join(overrides)}) ended without a result; "
+                  f"the sweep goes on (logs: {job.paths.folder}): {reason}", file=sys.stderr, flush=True)
+            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+
+
+class BoundedLocalLauncher(_Executors, LocalLauncher):
     def __init__(self, max_parallel: int | None = 1, **params: Any) -> None:
         if max_parallel is not None and (isinstance(max_parallel, bool) or int(max_parallel) < 1):
             raise ValueError(f"hydra.launcher.max_parallel={max_parallel!r} is invalid: must be >= 1 or null")
@@ -58,21 +106,6 @@ class BoundedLocalLauncher(LocalLauncher):
         """Run one job (in its submitit process) on its slot's GPUs, before anything touches CUDA."""
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         return super().__call__(*args)
-
-    def _executor(self) -> Any:
-        """A submitit local executor with this launcher's parameters (as the base class builds it)."""
-        import submitit
-        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-        from omegaconf import OmegaConf
-
-        params = dict(self.params)
-        init = {"folder": params.pop("submitit_folder")}
-        if "max_num_timeout" in params:
-            init["local_max_num_timeout"] = params.pop("max_num_timeout")
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
-        known = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{k if k in known else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
-        return executor
 
     def _slots(self, jobs: int) -> list[list[str]]:
         wanted = min(self.max_parallel or jobs, jobs)
@@ -119,14 +152,53 @@ class BoundedLocalLauncher(LocalLauncher):
                     free.append(slot)
         return results
 
-    @staticmethod
-    def _result(job: Any, idx: int, overrides: Sequence[str]) -> Any:
-        from hydra.core.utils import JobReturn, JobStatus
 
-        try:
-            return job.results()[0]
-        except Exception as err:  # the process ended without a result: killed, out of memory, too many timeouts
-            reason = " ".join(str(err).split("Error stream")[0].split()) or type(err).__name__  # not its log's tail
-            print(f"spatialprobe: error: sweep job #{idx} ({' '.join(overrides)}) ended without a result; "
-                  f"the sweep goes on (logs: {job.paths.folder}): {reason}", file=sys.stderr, flush=True)
-            return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+class SubmitSlurmLauncher(_Executors, SlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher: one job array of the runs to do; ``wait=false`` returns at once."""
+
+    def __init__(self, wait: bool = True, figures_job: bool = True, **params: Any) -> None:
+        super().__init__(**params)
+        self.wait, self.figures_job = bool(wait), bool(figures_job)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+
+        from spatialprobe.launch.slurm import array_id, record_submission
+        from spatialprobe.launch.sweep import expand_jobs, job_state, stale_after
+        from spatialprobe.run.lock import RunInUse, reserve
+
+        assert self.config is not None
+        jobs = expand_jobs(self.config, [list(o) for o in job_overrides])
+        todo = [i for i, job in enumerate(jobs) if job_state(job.run_dir, stale_after(job)).todo]
+        results: list[Any] = [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value=None)
+                              for o in job_overrides]
+        if not todo:
+            return results
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        params = []
+        for i in todo:
+            log.info(f"\t#{initial_job_idx + i} : {' '.join(filter_overrides(job_overrides[i]))}")
+            params.append((list(job_overrides[i]), "hydra.sweep.dir", initial_job_idx + i,
+                           f"job_id_for_{initial_job_idx + i}", Singleton.get_state()))
+        submitted = self._executor().map_array(self, *zip(*params, strict=True))
+        ids = {}
+        for i, job in zip(todo, submitted, strict=True):
+            ids[str(jobs[i].run_dir)] = str(job.job_id)
+            try:  # queued for this array task: the same sweep again reports it instead of submitting it again
+                note = reserve(jobs[i].run_dir, str(job.job_id), stale_after(jobs[i]))
+                if note:
+                    print(note, file=sys.stderr, flush=True)
+            except RunInUse:
+                pass  # the task started already and holds its run directory itself
+        record_submission(sweep_dir, ids)
+        print(f"sweep {sweep_dir}: {len(todo)} of {len(jobs)} runs submitted as SLURM job array "
+              f"{array_id(str(submitted[0].job_id))} (the others are complete, running or queued)"
+              if len(todo) < len(jobs) else
+              f"sweep {sweep_dir}: {len(todo)} runs submitted as SLURM job array {array_id(str(submitted[0].job_id))}",
+              flush=True)
+        if self.wait:
+            for i, job in zip(todo, submitted, strict=True):
+                results[i] = self._result(job, initial_job_idx + i, job_overrides[i])
+        return results

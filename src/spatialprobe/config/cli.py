@@ -258,20 +258,33 @@ def verbose_argv(argv: list[str]) -> list[str]:
 
 def check_output_overrides(argv: list[str]) -> None:
     """Hydra creates the output directory before any of our code runs: check the output paths
-    given on the command line (and $SPATIALPROBE_RUNS) first, so a bad one is one clear line."""
+    given on the command line (and $SPATIALPROBE_RUNS, or the default run root ``runs`` when neither
+    names one) first, so a bad one is one clear line instead of Hydra's traceback."""
     paths = [("SPATIALPROBE_RUNS", os.environ["SPATIALPROBE_RUNS"])] if os.environ.get("SPATIALPROBE_RUNS") else []
     for arg in argv:
         key, _, value = arg.lstrip("+").partition("=")
         if key in OUTPUT_KEYS and value and "$" not in value:
             paths.append((key, value))
-    for key, value in paths:  # checked without creating anything (a dry run or a rejected sweep writes nothing)
-        path = Path(value).expanduser().absolute()
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        problem = None
-        if not existing.is_dir():
-            problem = f"{existing} is not a directory"
-        elif not os.access(existing, os.W_OK | os.X_OK):
-            problem = f"permission denied on {existing}"
+    if not paths and not any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        paths.append(("paths.run_root", "runs"))  # conf/paths/default.yaml, relative to where the command runs
+    for key, value in paths:  # checked without leaving anything behind (a dry run or a rejected sweep writes nothing)
+        problem = unwritable(Path(value).expanduser().absolute())
         if problem:
             raise UserError(f"{key}={value!r}: output directory is not writable ({problem}); "
                             "choose a writable place")
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a directory cannot be created (or written) at ``path``, or None. Tried for real in the nearest
+    existing folder (a directory made and removed at once): permission bits say nothing to root, and
+    nothing at all of /proc, /sys or a read-only mount."""
+    import tempfile
+
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".spatialprobe-write-test-", dir=existing))
+    except OSError as err:
+        return f"{err.strerror or err} in {existing}"
+    return None

@@ -38,6 +38,9 @@ from spatialprobe.config.checks import (
 from spatialprobe.config.facts import arch_facts, method_kinds
 from spatialprobe.errors import ConfigError
 
+#: checkpoint.on_unreadable: what a run does when none of its checkpoints loads (spatialprobe.run.checkpoints)
+CHECKPOINT_ON_UNREADABLE = ("fail", "restart")
+
 # --------------------------------------------------------------------------- result-neutral keys
 #: Keys that do not change what a run computes. A key names itself and everything below it. They stay
 #: out of the run directory's name (hydra.job.config.override_dirname.exclude_keys in conf/train.yaml,
@@ -58,6 +61,7 @@ RESULT_NEUTRAL_KEYS = (
     "dataset.verify",      # md5 of the files: a check, not a change
     "logger",              # csv / wandb and their keys
     "checkpoint",          # how often last.ckpt is written; resume is bit-exact
+    "lock",                # run.lock's heartbeat and stale limit
     "debug",               # injected faults (tests of resume)
     "trainer.enable_progress_bar",
     "trainer.log_every_n_steps",
@@ -541,6 +545,13 @@ def check_run(cfg) -> None:
     require_number(cfg, "checkpoint.every_minutes", minimum=0, exclusive_minimum=True, optional=True)
     require_number(cfg, "checkpoint.signal_deadline_s", minimum=0, exclusive_minimum=True, optional=True)
     require_number(cfg, "eval.test_passes", integer=True, minimum=1, optional=True)
+    if get(cfg, "checkpoint.on_unreadable", None) is not None:
+        require_choice(cfg, "checkpoint.on_unreadable", CHECKPOINT_ON_UNREADABLE)
+    beat = require_number(cfg, "lock.heartbeat_s", minimum=0, exclusive_minimum=True, optional=True)
+    stale = require_number(cfg, "lock.stale_after_s", minimum=0, exclusive_minimum=True, optional=True)
+    if beat is not None and stale is not None and stale < 3 * beat:
+        raise ConfigError("lock.stale_after_s", stale, f"must be at least 3 x lock.heartbeat_s ({beat:g}), or a "
+                          "live holder's lock could be taken over between two heartbeats", [f">= {3 * beat:g}"])
     require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.hang_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)

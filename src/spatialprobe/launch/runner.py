@@ -8,7 +8,9 @@ epoch is recorded as it is (final network) and with ``_best`` (the best-validati
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 import spatialprobe
 from spatialprobe.config.schema import recipe_note, validate_train
 from spatialprobe.errors import UserError
+from spatialprobe.run.files import os_error
 from spatialprobe.run.records import RunRecord, config_diff, config_hash, git_state, rounded
 from spatialprobe.run.runtime import ensure_writable, hydra_job_num, hydra_output_dir, hydra_sweep_name
 
@@ -40,18 +43,44 @@ def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
     return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"))]
 
 
+#: errors of a file system that refuses a write: disk full, quota, read-only, permission, file too large
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
-    """Train and test one configuration; return its (complete) result record."""
+    """Train and test one configuration; return its (complete) result record.
+
+    The run directory belongs to this process while it works (``run.lock``, :mod:`spatialprobe.run.lock`): a
+    live holder elsewhere is one line (:class:`~spatialprobe.run.lock.RunInUse`) and nothing is trained."""
     validate(cfg)  # before torch is imported: a bad value is answered at once
     note = recipe_note(cfg)
     if note:
         log.warning(note)
-    from spatialprobe.run.loggers import isolated_run
     from spatialprobe.run.speed import check_devices, is_global_zero
 
     check_devices(cfg)  # GPU present, bf16 support, devices vs SLURM tasks: before anything is written
     run_dir = Path(run_dir or hydra_output_dir() or Path(cfg.paths.run_root) / cfg.name)
     ensure_writable(run_dir)
+    lock = None
+    if is_global_zero():  # DDP: the first process holds the lock for all of them
+        from spatialprobe.run.lock import HEARTBEAT_S, STALE_AFTER_S, RunLock
+
+        lock = RunLock(run_dir, OmegaConf.select(cfg, "lock.heartbeat_s", default=HEARTBEAT_S),
+                       OmegaConf.select(cfg, "lock.stale_after_s", default=STALE_AFTER_S))
+        took_over = lock.acquire()
+        if took_over:
+            print(took_over, file=sys.stderr, flush=True)
+    try:
+        return _run_owned(cfg, run_dir, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_owned(cfg: DictConfig, run_dir: Path, lock) -> dict:
+    from spatialprobe.run.loggers import isolated_run
+    from spatialprobe.run.speed import is_global_zero
+
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chash = config_hash(resolved)
     record = RunRecord(run_dir, write=is_global_zero())  # DDP: every process runs this; rank 0 keeps the record
@@ -66,8 +95,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
         if hydra_sweep_name() is None:  # in a sweep, its progress lines say so
             print(f"skipped, already complete: {record.path}", flush=True)
         return record.data
-    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    resume_from = last_ckpt if cfg.resume and last_ckpt.is_file() and record.data.get("config_hash") == chash else None
+    resume_from = None
+    if cfg.resume and record.data.get("config_hash") == chash:
+        resume_from = choose_checkpoint(cfg, run_dir, record, chash)
+    steps = dict(record.data.get("checkpoint_steps") or {})
 
     record.start(
         resolved, chash,
@@ -75,9 +106,13 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
         method=cfg.method.name, k=int(cfg.k), seed=int(cfg.seed), spatialprobe_version=spatialprobe.__version__,
         **git_state(REPO),
     )
+    if resume_from is not None and resume_from.path is not None:
+        steps = {name: step for name, step in steps.items() if (run_dir / "checkpoints" / name).is_file()}
+        record.update(checkpoint_steps=steps, resumed_from={"file": resume_from.path.name, "step": resume_from.step,
+                                                            "steps_lost": resume_from.steps_lost})
     try:
         with isolated_run():  # nothing this run's loggers do reaches the next run of the process
-            result = _train(cfg, run_dir, resolved, record, resume_from)
+            result = _train(cfg, run_dir, resolved, record, resume_from, lock)
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             reason = "interrupted (KeyboardInterrupt); re-run to resume"
@@ -85,9 +120,73 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
             reason = str(err) if str(err) and not str(err).lstrip("-").isdigit() else f"interrupted (exit {err.code})"
         else:
             reason = f"{type(err).__name__}: {err}"
-        record.fail(" ".join(reason.split()))
+        refused = os_error(err) if isinstance(err, Exception) and not isinstance(err, UserError) else None
+        if refused is not None and refused.errno in WRITE_ERRNOS:  # a full disk is the user's to fix: one line
+            err = UserError(write_failure(run_dir, refused))
+            reason = str(err)
+        written = _fail(record, " ".join(reason.split()))
+        if not written and isinstance(err, UserError):
+            err = UserError(f"{err}; the record {record.path} could not be updated either")
+        if err is not sys.exc_info()[1]:
+            raise err from None
         raise
     return result
+
+
+def write_failure(run_dir: Path, err: OSError) -> str:
+    """The one line of a write the file system refused (disk full, read-only, ...) during a run."""
+    code = errno.errorcode.get(err.errno or 0, "")
+    where = err.filename or run_dir
+    return (f"could not write {where}: {err.strerror or err}" + (f" ({code})" if code else "") +
+            f"; the checkpoints already in {run_dir / 'checkpoints'} are intact; free space (or fix the file "
+            "system) and re-run the same command to resume")
+
+
+def _fail(record: RunRecord, reason: str) -> bool:
+    """Mark the record failed; False if it could not be written (the disk that failed the run, full)."""
+    try:
+        record.fail(reason)
+    except OSError:
+        return False
+    return True
+
+
+def choose_checkpoint(cfg: DictConfig, run_dir: Path, record: RunRecord, chash: str):
+    """The checkpoint an unfinished run resumes from (:func:`spatialprobe.run.checkpoints.resume_point`), with
+    one line when it is not last.ckpt; None when there is none. When checkpoints exist but none loads:
+    one line and a failed record, or, with ``checkpoint.on_unreadable=restart``, from step 0 (one line too)."""
+    from spatialprobe.run.checkpoints import UnsafeFile, resume_point, set_aside
+    from spatialprobe.run.speed import is_global_zero
+
+    ckpt_dir = run_dir / "checkpoints"
+    steps = record.data.get("checkpoint_steps") or {}
+    try:
+        point = resume_point(ckpt_dir, lambda ckpt: config_hash(ckpt.get("spatialprobe_config") or {}) == chash,
+                             max(steps.values()) if steps else None)
+    except UnsafeFile as err:
+        _fail(record, str(err))
+        raise
+    first = is_global_zero()
+    if point.path is not None:
+        if point.unreadable and first:
+            print(point.note(run_dir), file=sys.stderr, flush=True)
+            set_aside(ckpt_dir, [n for n, why in point.unreadable.items() if why.startswith("unreadable")])
+        return point
+    if not point.unreadable:
+        return None  # stopped before its first checkpoint: nothing to resume, nothing lost
+    found = "; ".join(f"{name}: {why}" for name, why in point.unreadable.items())
+    if OmegaConf.select(cfg, "checkpoint.on_unreadable", default="fail") != "restart":
+        reason = (f"{ckpt_dir}: no checkpoint of this unfinished run loads ({found}); nothing was trained. To train "
+                  "it again from step 0, re-run with checkpoint.on_unreadable=restart")
+        if first:
+            _fail(record, reason)
+        raise UserError(reason)
+    if first:
+        kept = set_aside(ckpt_dir, point.unreadable)
+        print(f"spatialprobe: warning: {ckpt_dir}: no checkpoint loads ({found}); training again from step 0 as "
+              f"checkpoint.on_unreadable=restart asks (kept: {', '.join(p.name for p in kept)})",
+              file=sys.stderr, flush=True)
+    return None
 
 
 def metric_fields(final: list[dict], best: list[dict]) -> dict:
@@ -128,9 +227,14 @@ def stochastic_at_test(model) -> bool:
     return any(isinstance(m, StochasticOp) and m.active_test for m in model.modules())
 
 
-def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
+def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from, lock) -> dict:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, TQDMProgressBar
+    from pytorch_lightning.callbacks import (
+        LearningRateMonitor,
+        ModelCheckpoint,
+        ModelSummary,
+        TQDMProgressBar,
+    )
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from spatialprobe import surgery, tasks
@@ -186,14 +290,28 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     shown = [ModelSummary()] + ([TQDMProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else [])
     callbacks = [*shown, checkpoint, last, resumable, seeds, speed, LearningRateMonitor("epoch"),
                  RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed))]
-    plugins = [AtomicCheckpointIO()]
+    if lock is not None:
+        from spatialprobe.run.lock import lock_guard
+
+        callbacks.append(lock_guard(lock))  # stops at the next batch if another process took the run over
+    steps = dict(record.data.get("checkpoint_steps") or {})
+
+    def saved(path: Path, step: int) -> None:  # the step of every checkpoint file, for the steps a fallback loses
+        if path.name == "last.ckpt" and "last.ckpt" in steps:
+            steps["previous.ckpt"] = steps["last.ckpt"]
+        steps[path.name] = step
+        if record.write:
+            record.update(checkpoint_steps=dict(steps))
+
+    preloaded = (resume_from.path, resume_from.checkpoint) if resume_from is not None else None
+    plugins = [AtomicCheckpointIO(on_saved=saved, preloaded=preloaded)]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit, not Lightning, requeues the job
     trainer_args = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if v is not None}
     trainer = pl.Trainer(default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, plugins=plugins,
                          **trainer_args)
 
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from.path) if resume_from is not None else None)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if watched not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})

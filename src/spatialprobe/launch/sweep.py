@@ -465,9 +465,61 @@ def progress_of(jobs: list[Job]) -> SweepProgress:
     return SweepProgress([(job_label(j, varying), j.run_dir, int(get(j.config, "trainer.max_epochs"))) for j in jobs])
 
 
-def job_status(run_dir: Path) -> str:
+@dataclass
+class JobState:
+    """Where a sweep's run stands: ``complete``, ``running`` / ``queued`` (a live holder of its ``run.lock``:
+    a process elsewhere, a submitted SLURM job), or to do: ``to do`` (never started), ``failed``,
+    ``interrupted`` (its record says running, but nothing holds it: killed)."""
+
+    status: str
+    holder: Any = None  # spatialprobe.run.lock.Holder of a running / queued run
+    reason: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("running", "queued")
+
+    @property
+    def todo(self) -> bool:
+        return self.status not in ("complete", "running", "queued")
+
+    def label(self) -> str:
+        if self.holder is None:
+            return self.status
+        return f"{self.status}: {self.holder.describe()}"
+
+
+def stale_after(job: Job) -> float:
+    """The job's ``lock.stale_after_s``."""
+    from spatialprobe.run.lock import STALE_AFTER_S
+
+    return float(get(job.config, "lock.stale_after_s", None) or STALE_AFTER_S)
+
+
+def job_state(run_dir: Path, stale_after_s: float | None = None) -> JobState:
+    from spatialprobe.run.lock import QUEUED, STALE_AFTER_S, live_holder
+
     rec = read_json(run_dir / RECORD_NAME) or {}
-    return rec.get("status") or "to do"
+    status = rec.get("status")
+    if status == "complete":
+        return JobState("complete")
+    holder = live_holder(run_dir, stale_after_s or STALE_AFTER_S)
+    if holder is not None:
+        return JobState("queued" if holder.state == QUEUED else "running", holder)
+    return JobState({None: "to do", "running": "interrupted"}.get(status, status), reason=rec.get("reason"))
+
+
+def job_status(run_dir: Path) -> str:
+    return job_state(run_dir).status
+
+
+def summary_counts(states: list[JobState]) -> str:
+    """``3 complete, 1 running, 2 queued`` (in that order; only the states present)."""
+    from collections import Counter
+
+    counts = Counter(s.status for s in states)
+    order = ["complete", "running", "queued", "failed", "interrupted", "to do"]
+    return ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
 
 
 class SweepCheck(Callback):
@@ -497,12 +549,32 @@ class SweepCheck(Callback):
                 costs = [f"  {line}" for line in lines]
             print(f"dry run: {len(self.jobs)} job(s) in {config.hydra.sweep.dir}")
             for job, text in zip(self.jobs, costs, strict=True):
-                print(f"  [{job_status(job.run_dir)}] {job.run_dir}  ({' '.join(job.overrides)}){text}")
+                state = job_state(job.run_dir, stale_after(job))
+                print(f"  [{state.label()}] {job.run_dir}  ({' '.join(job.overrides)}){text}")
             if total:
                 print(total)
             raise SystemExit(0)
+        from spatialprobe.launch.slurm import figures_job_state, is_slurm
+
+        states = [job_state(job.run_dir, stale_after(job)) for job in self.jobs]
+        live = [(job, state) for job, state in zip(self.jobs, states, strict=True) if state.live]
+        if live and not any(state.todo for state in states):  # started from another shell, or submitted before
+            print(f"sweep {config.hydra.sweep.dir}: nothing to launch: {summary_counts(states)} "
+                  f"(of {len(states)} runs)", flush=True)
+            for job, state in live:
+                print(f"  {state.label()}: {job.run_dir}", flush=True)
+            figures = figures_job_state(Path(str(config.hydra.sweep.dir))) if is_slurm(config) else None
+            if figures:
+                print(f"  {figures}", flush=True)
+            raise SystemExit(0)
+        for job, state in live:
+            print(f"  left alone, {state.label()}: {job.run_dir}", flush=True)
         launcher = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher", "basic")
         at_once = OmegaConf.select(config, "hydra.launcher.max_parallel", default=None) if launcher == "local" else None
+        from spatialprobe.launch.slurm import waits
+
+        if not waits(config):  # hydra.launcher.wait=false: the launcher submits and returns
+            return
         print(f"sweep {config.hydra.sweep.dir}: {len(self.jobs)} runs (hydra/launcher={launcher}"
               + (f", {at_once} at a time" if at_once else "") + "); their logs are in their run directories",
               flush=True)
@@ -526,14 +598,43 @@ class SweepCheck(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.jobs and not expands_exactly(config):  # the sweeper's own summary stands
             return
+        from spatialprobe.launch.slurm import ARRAYS, submit_figures_job, waits
+
         if self.progress is not None:
             self.progress.stop()
-        statuses = {job.run_dir: job_status(job.run_dir) for job in self.jobs}
-        failed = [d for d, s in statuses.items() if s != "complete"]
-        print(f"sweep {config.hydra.sweep.dir}: {len(statuses) - len(failed)} of {len(statuses)} runs complete",
-              flush=True)
-        for d in failed:
-            reason = (read_json(d / RECORD_NAME) or {}).get("reason")
-            print(f"  {statuses[d]}: {d}" + (f" ({reason})" if reason else ""), flush=True)
-        if failed:
+        states = {job.run_dir: job_state(job.run_dir, stale_after(job)) for job in self.jobs}
+        if not waits(config):
+            self.submitted(config, list(states.values()), ARRAYS, submit_figures_job)
+            return
+        done = sum(s.status == "complete" for s in states.values())
+        unfinished = [d for d, s in states.items() if s.todo]
+        elsewhere = [d for d, s in states.items() if s.live]
+        print(f"sweep {config.hydra.sweep.dir}: {done} of {len(states)} runs complete"
+              + (f", {len(elsewhere)} running elsewhere" if elsewhere else ""), flush=True)
+        for d in unfinished:
+            reason = states[d].reason
+            print(f"  {states[d].status}: {d}" + (f" ({reason})" if reason else ""), flush=True)
+        for d in elsewhere:
+            print(f"  {states[d].label()}: {d}", flush=True)
+        if unfinished:
             raise SystemExit(1)
+
+    @staticmethod
+    def submitted(config: DictConfig, states: list[JobState], arrays: list[str], submit_figures_job) -> None:
+        """hydra.launcher.wait=false: what was submitted, the figures job after it, and how to look again."""
+        sweep_dir = config.hydra.sweep.dir
+        if not arrays:
+            from spatialprobe.launch.slurm import figures_job_state
+
+            figures = figures_job_state(Path(str(sweep_dir)))
+            print(f"sweep {sweep_dir}: nothing submitted: {summary_counts(states)} (of {len(states)} runs)"
+                  + (f"; {figures}" if figures else ""), flush=True)
+            return
+        line = f"sweep {sweep_dir}: submitted as SLURM job array {', '.join(arrays)}: {summary_counts(states)}"
+        if OmegaConf.select(config, "hydra.launcher.figures_job", default=True):
+            figures = submit_figures_job(config, arrays)
+            line += (f"; collect + figures: SLURM job {figures}, when the array has ended (afterany), into "
+                     f"{sweep_dir}/results.csv and {sweep_dir}/figures")
+        print(line, flush=True)
+        print("this shell may close now; run the same command again to see where the sweep stands (it submits "
+              "only what is not complete, running or queued)", flush=True)

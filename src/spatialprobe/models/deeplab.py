@@ -18,6 +18,7 @@ from torch import nn
 
 from spatialprobe.errors import DataError
 from spatialprobe.models.resnet import ResNetFamily
+from spatialprobe.run.checkpoints import UnreadableFile, load
 
 #: Read without importing this module by spatialprobe.config.facts (the torch-free config checks).
 FACTS = {
@@ -32,7 +33,12 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: no such file (model.weights_backbone: a state dict of torchvision's resnet50, "
                         "e.g. resnet50-0676ba61.pth from https://download.pytorch.org/models/)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = load(path, f"model.weights_backbone={str(path)!r}")  # tensors and plain data only: no code runs
+    except UnreadableFile as err:
+        raise DataError(f"{path}: not a readable state dict ({err.reason})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: not a ResNet-50 state dict (a mapping of parameter names to tensors)")
     state = {k: v for k, v in state.get("state_dict", state).items() if not k.startswith("fc.")}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if unexpected or missing:

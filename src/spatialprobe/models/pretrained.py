@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from spatialprobe.errors import ConfigError, DataError
+from spatialprobe.run.checkpoints import UnreadableFile, load
 
 CLASSIFIERS = ("fc.", "classifier.")
 
@@ -32,8 +33,10 @@ def _torchvision_weights(arch: str) -> dict:
         raise ConfigError("model.pretrained", "imagenet", f"torchvision has no ImageNet weights for {arch}",
                           ["a path to a state dict"]) from None
     cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+    if cache.is_file():  # torch.hub would read it with weights_only=False: read it as every other file
+        return load(cache, f"model.pretrained=imagenet ({cache})")
+    try:  # downloaded (its hash checked), then read weights-only
+        return weights.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as err:  # no network, a truncated download
         raise DataError(f"model.pretrained=imagenet: torchvision's {weights} for {arch} is not in {cache} and could "
                         f"not be downloaded ({type(err).__name__}: {err}); copy {weights.url} to {cache}, or give "
@@ -44,9 +47,9 @@ def read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError("model.pretrained", str(path), "no such file", ["imagenet", "a path to a state dict"])
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise DataError(f"{path}: not a readable state dict ({type(err).__name__}: {err})") from None
+        state = load(path, f"model.pretrained={str(path)!r}")  # tensors and plain data only: no code runs
+    except UnreadableFile as err:
+        raise DataError(f"{path}: not a readable state dict ({err.reason})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise DataError(f"{path}: not a state dict (a mapping of parameter names to tensors)")

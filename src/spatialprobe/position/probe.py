@@ -262,7 +262,7 @@ def load_classifier(path: Path):
     from spatialprobe.tasks import load_checkpoint, restore
 
     try:
-        ckpt, tcfg = load_checkpoint(path)
+        ckpt, tcfg = load_checkpoint(path, "checkpoint")
     except UserError as err:
         hint = "; use source=segmentation for torchvision DeepLab weights" if "not a spatialprobe" in str(err) else ""
         raise DataError(f"{err}{hint}") from None

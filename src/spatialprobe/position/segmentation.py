@@ -30,19 +30,27 @@ def region_masks(width: int) -> dict[str, torch.Tensor]:
             "right": column >= width - half}
 
 
-def build_deeplab(num_classes: int = 19, weights: str | Path | None = None) -> nn.Module:
-    """torchvision's DeepLabv3-ResNet-50 without downloads; ``weights``: a state dict file to load."""
+def build_deeplab(num_classes: int = 19, weights: str | Path | None = None, state: dict | None = None,
+                  label: str | None = None) -> nn.Module:
+    """torchvision's DeepLabv3-ResNet-50 without downloads; ``weights``: a state dict file to load (read without
+    running code from it: :func:`spatialprobe.run.checkpoints.load`), or ``state``: one already loaded."""
     from torchvision.models.segmentation import deeplabv3_resnet50
 
-    model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-    if weights is not None:
+    from spatialprobe.run.checkpoints import load
+
+    if weights is not None and state is None:  # read (or refused) before the network is built
         path = Path(weights).expanduser()
         if not path.is_file():
             raise DataError(f"{path}: no such weights file (a state dict of torchvision's deeplabv3_resnet50)")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load(path)
+    model = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    if state is not None:
+        path = label or weights
         for key in ("model_state", "state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
+        if not isinstance(state, dict):
+            raise DataError(f"{path}: not a state dict of deeplabv3_resnet50 (a mapping of parameter names to tensors)")
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("aux_classifier.")}
         try:
             model.load_state_dict(state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -14,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from spatialprobe.run.files import atomic_file
+from spatialprobe.errors import UserError
+from spatialprobe.run.files import atomic_file, os_error
 from spatialprobe.run.streams import seed_global
 
 
@@ -112,12 +114,74 @@ class Throughput(pl.Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints are written to a temporary file in the target directory, synced, then renamed:
-    a crash at any moment leaves the previous checkpoint or the new one, never a torn file."""
+    """Checkpoints written all or nothing and read without running code.
+
+    * A checkpoint is written to a temporary file in the target directory, synced, then renamed: a crash
+      at any moment leaves the previous checkpoint or the new one, never a torn file. The ``last.ckpt`` it
+      replaces is kept as ``previous.ckpt``, so a ``last.ckpt`` damaged later (a copy between file systems
+      that broke off) still leaves a checkpoint to resume from (:mod:`spatialprobe.run.checkpoints`).
+    * A write that fails (disk full, quota, a file system gone read-only) raises
+      :class:`CheckpointWriteError`, one line that names the file and says the previous checkpoint is intact.
+    * ``on_saved(path, step)`` is told of every complete write (the run's record keeps the steps).
+    * Loading (Lightning's resume, ``trainer.test(ckpt_path=...)``) uses ``torch.load(weights_only=True)``;
+      a checkpoint already read and checked by the runner is handed over once without reading it again.
+    """
+
+    KEEP_PREVIOUS = {"last.ckpt": "previous.ckpt"}
+
+    def __init__(self, on_saved=None, preloaded: tuple[Path, dict] | None = None):
+        super().__init__()
+        self.on_saved = on_saved
+        self._preloaded = preloaded
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        with atomic_file(path, "wb") as fh:
-            torch.save(checkpoint, fh)
+        path = Path(path)
+        try:
+            with atomic_file(path, "wb", before_replace=self._keep_previous) as fh:
+                torch.save(checkpoint, fh)
+        except (OSError, RuntimeError) as err:
+            cause = os_error(err)  # torch.save reports a failed write as a RuntimeError caused by the OSError
+            if cause is None:
+                raise
+            raise CheckpointWriteError(path, cause) from err
+        if self.on_saved is not None:
+            self.on_saved(path, int(checkpoint.get("global_step") or 0))
+
+    def _keep_previous(self, path: Path) -> None:
+        """The checkpoint about to be replaced stays as previous.ckpt (a hard link: no copy, no gap)."""
+        previous = self.KEEP_PREVIOUS.get(path.name)
+        if previous is None or not path.is_file():
+            return
+        target = path.with_name(previous)
+        tmp = path.with_name(f".{previous}.link")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)
+            os.replace(tmp, target)
+        except OSError:  # a file system without hard links: keep it by a rename (last.ckpt is absent a moment)
+            tmp.unlink(missing_ok=True)
+            os.replace(path, target)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        from spatialprobe.run.checkpoints import load
+
+        if self._preloaded is not None and Path(path) == self._preloaded[0]:
+            checkpoint, self._preloaded = self._preloaded[1], None
+            return checkpoint
+        return load(path)
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (disk full, quota, read-only); the previous one is intact."""
+
+    def __init__(self, path: Path, err: OSError):
+        self.path, self.errno = Path(path), err.errno
+        code = errno.errorcode.get(err.errno or 0, "")
+        why = f"{err.strerror or err}" + (f" ({code})" if code else "")
+        kept = [p.name for p in (self.path, self.path.with_name("previous.ckpt")) if p.is_file()]
+        intact = f"{', '.join(kept)} in {self.path.parent} intact" if kept else "no earlier checkpoint to keep"
+        super().__init__(f"could not write {self.path}: {why}; {intact}; free space (or fix the file system) "
+                         "and re-run the same command to resume")
 
 
 class InterruptedBySignal(SystemExit):
@@ -219,6 +283,7 @@ class ResumableCheckpoint(pl.Callback):
         self._pending: int | None = None
         self._in_fit = False
         self._saving_for: str | None = None
+        self._last_reason: str | None = None
         self._last_save = time.monotonic()
         self._deadline: SignalDeadline | None = None
         self._last_step = 0
@@ -284,16 +349,22 @@ class ResumableCheckpoint(pl.Callback):
         due = self.every_n_steps and trainer.global_step % int(self.every_n_steps) == 0
         due = due or (self.every_minutes and time.monotonic() - self._last_save >= 60 * float(self.every_minutes))
         if due or self._pending is not None:
-            self._saving_for = signal.Signals(self._pending).name if self._pending is not None else "schedule"
-            try:
-                trainer.save_checkpoint(self.path)
-            finally:
-                self._saving_for = None
-            self._last_save = time.monotonic()
+            self._save(trainer)
+            if self._last_reason == "schedule" and self._pending is not None:
+                self._save(trainer)  # the signal came during the scheduled save: the checkpoint is the signal's
         if self._pending is not None:
             signum, self._pending = self._pending, None
             self._in_fit = False
             self._hand_over(signum)
+
+    def _save(self, trainer) -> None:
+        """last.ckpt, marked with why it was written (the pending signal's name, or ``schedule``)."""
+        self._saving_for = signal.Signals(self._pending).name if self._pending is not None else "schedule"
+        try:
+            trainer.save_checkpoint(self.path)
+        finally:
+            self._last_reason, self._saving_for = self._saving_for, None
+        self._last_save = time.monotonic()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # why this checkpoint was written: a signal's name, "schedule" (every_n_steps / every_minutes),

@@ -5,9 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+
+def os_error(err: BaseException | None) -> OSError | None:
+    """The OSError behind ``err`` (itself, or its cause / context: torch.save reports a failed write as a
+    RuntimeError whose context is the OSError), else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def _umask() -> int:
@@ -17,9 +29,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | Path, mode: str = "wb", sync: bool = True) -> Iterator[IO]:
+def atomic_file(path: str | Path, mode: str = "wb", sync: bool = True,
+                before_replace: Callable[[Path], None] | None = None) -> Iterator[IO]:
     """An open temporary file beside ``path``; when the block ends without an error it is flushed, synced
-    (``sync``), given the permissions a new file would get, and renamed over ``path``. On an error it is
+    (``sync``), given the permissions a new file would get, and renamed over ``path`` (``before_replace(path)``
+    runs just before, when the new file is complete: it may keep the old one). On an error it is
     removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +45,8 @@ def atomic_file(path: str | Path, mode: str = "wb", sync: bool = True) -> Iterat
             if sync:
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
+        if before_replace is not None:
+            before_replace(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -77,11 +77,24 @@ def _init_with_fallback(init: Callable[[], Any], kwargs: dict) -> tuple[Any, str
 def _logger_class() -> type:
     from pytorch_lightning.loggers import WandbLogger
     from pytorch_lightning.loggers.logger import rank_zero_experiment
+    from pytorch_lightning.utilities import rank_zero_only
 
     class FallbackWandbLogger(WandbLogger):
-        """Lightning's WandbLogger, whose run falls back to offline when W&B is unreachable at the start."""
+        """Lightning's WandbLogger, whose run falls back to offline when W&B is unreachable at the start, and
+        whose W&B steps are the training steps: W&B's ``_step`` is ``trainer/global_step``, so an attempt that
+        resumes (a requeue after preemption, a re-run after a kill) continues the run's steps where the
+        checkpoint left them instead of from 0 (an offline run file starts at ``_step`` 0 otherwise, and W&B
+        drops every row below the run's last step when the attempts are synced into one run)."""
 
         fallback: str | None = None
+
+        @rank_zero_only
+        def log_metrics(self, metrics: Any, step: int | None = None) -> None:
+            if step is None or self._wandb_init.get("sync_tensorboard"):
+                return WandbLogger.log_metrics(self, metrics, step)
+            metrics = {f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k: v
+                       for k, v in metrics.items()}
+            self.experiment.log({**metrics, "trainer/global_step": step}, step=int(step))
 
         @property
         @rank_zero_experiment

@@ -98,6 +98,7 @@ class RunRecord:
             # joined them still matches its own configuration)
             self.data["config_hash"] = config_hash(self.data["config"])
         self._t0 = time.time()
+        self._wall_before = float(self.data.get("wall_time_s") or 0.0)  # a record failed before start() keeps its time
 
     @property
     def status(self) -> str | None:
@@ -133,7 +134,7 @@ class RunRecord:
         self.update(status=FAILED, reason=reason, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def _write(self) -> None:
-        self.data["wall_time_s"] = round(getattr(self, "_wall_before", 0.0) + time.time() - self._t0, 3)
+        self.data["wall_time_s"] = round(self._wall_before + time.time() - self._t0, 3)
         # keep the config last: the interesting fields come first when a person opens the file
         config = self.data.pop("config", None)
         if config is not None:

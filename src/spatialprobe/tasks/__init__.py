@@ -34,19 +34,20 @@ def build_network(cfg: DictConfig, model):
     return get(cfg).network(cfg, model)
 
 
-def load_checkpoint(path: Path) -> tuple[dict, DictConfig]:
-    """A spatialprobe training checkpoint and the resolved training config it holds."""
-    import torch
+def load_checkpoint(path: Path, key: str = "ckpt") -> tuple[dict, DictConfig]:
+    """A spatialprobe training checkpoint and the resolved training config it holds (read without running
+    code from the file: :func:`spatialprobe.run.checkpoints.load`). ``key``: the command's name for the file."""
+    from spatialprobe.run.checkpoints import UnreadableFile, load
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"ckpt={str(path)!r}: no such checkpoint file")
+        raise UserError(f"{key}={str(path)!r}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise UserError(f"ckpt={str(path)!r}: unreadable checkpoint ({type(err).__name__}: {err})") from None
+        ckpt = load(path, f"{key}={str(path)!r}")
+    except UnreadableFile as err:
+        raise UserError(f"{key}={str(path)!r}: unreadable checkpoint ({err.reason})") from None
     if not isinstance(ckpt, dict) or "spatialprobe_config" not in ckpt or "state_dict" not in ckpt:
-        raise UserError(f"ckpt={str(path)!r}: not a spatialprobe checkpoint (no training config inside)")
+        raise UserError(f"{key}={str(path)!r}: not a spatialprobe checkpoint (no training config inside)")
     return ckpt, OmegaConf.create(ckpt["spatialprobe_config"])
 
 
