@@ -43,7 +43,8 @@ def build_deeplab(num_classes: int = 19, weights: str | Path | None = None) -> n
         for key in ("model_state", "state_dict", "model"):
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
-        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("aux_classifier.")}
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP's prefix, then the aux head's keys
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
