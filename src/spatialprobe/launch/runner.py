@@ -38,7 +38,8 @@ def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
     only = cfg.debug.get("only_jobs")
     if only is not None and hydra_job_num() not in set(only):
         return []
-    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"))]
+    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"),
+                        cfg.debug.get("kill_during"))]
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
@@ -74,7 +75,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict:
         resolved, chash,
         name=cfg.name, model=cfg.model.name, arch=cfg.model.arch, dataset=cfg.dataset.name,
         method=cfg.method.name, k=int(cfg.k), seed=int(cfg.seed), spatialprobe_version=spatialprobe.__version__,
-        **git_state(REPO),
+        **git_state(REPO), resumed_from=None,
     )
     try:
         with isolated_run():  # nothing this run's loggers do reaches the next run of the process
@@ -107,7 +108,7 @@ def metric_fields(final: dict, best: dict) -> dict:
 
 def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, resume_from: Path | None) -> dict:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+    from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary
     from pytorch_lightning.plugins.environments import SLURMEnvironment
 
     from spatialprobe import surgery, tasks
@@ -154,9 +155,13 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                             attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal),
-                                    deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
+                                    deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail,
+                                    on_resume=lambda resumed: record.update(resumed_from=resumed))
     callbacks = [checkpoint, last, resumable, SeedSchedule(int(cfg.seed), int(eval_seed)), LearningRateMonitor("epoch"),
-                 RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed))]
+                 RecordProgress(record), *debug_faults(cfg, run_dir), *task.callbacks(cfg, int(eval_seed)),
+                 # the model summary through logging (the run's log file), also where `rich` is installed: Lightning's
+                 # default would then be RichModelSummary, which prints its table on the console
+                 ModelSummary()]
     plugins = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # submitit, not Lightning, requeues the job
@@ -165,7 +170,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                          **trainer_args)
 
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from else None)
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # a fit resumed from the final checkpoint trains nothing: the metrics of the training it finished
+    fit_metrics = {**resumable.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if watched not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
     seed_global(int(eval_seed), "final_test")
