@@ -46,10 +46,13 @@ def env(tmp_path) -> dict:
     return e
 
 
-# Overrides that make a training run take seconds on a CPU.
+# Overrides that make a training run take seconds on a CPU. The precision is pinned: trainer=cpu's default is
+# bf16 autocast on CPUs with bfloat16 instructions and fp32 elsewhere (${sp.cpu_precision:}), and every number a
+# test compares must be the same on both kinds of CPU (docs/development.md; SPATIALPROBE_CPU_BF16 runs the suite
+# as on the other kind).
 TINY = [
     "model.width=0.0625", "recipe.batch_size=16", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-    "dataset.verify=false", "dataset.download=false", "trainer.log_every_n_steps=1",
+    "dataset.verify=false", "dataset.download=false", "trainer.log_every_n_steps=1", "trainer.precision=32-true",
 ]
 
 
@@ -122,3 +125,29 @@ def compose_train(*overrides: str):
 
 def needs_shared_cifar() -> pytest.MarkDecorator:
     return pytest.mark.skipif(not CIFAR10_JPG.is_file(), reason=f"real CIFAR-10 not found at {CIFAR10_JPG}")
+
+
+def consistency_by_hand(ckpt_path, shift: int, passes: int, eval_seed: int) -> float:
+    """Cons.S of a checkpoint's network on its test images, outside Lightning (docs/position.md): the views come
+    from the run's evaluation seed (stream ``consistency``, epoch S: the same views for every network of a run),
+    two per image and pass; the share of (image, pass) pairs whose two views get the same class."""
+    from spatialprobe.data import build_datamodule
+    from spatialprobe.run.streams import generator
+    from spatialprobe.tasks import load_checkpoint, restore
+    from spatialprobe.tasks.consistency import black, shifted_views
+
+    ckpt, tcfg = load_checkpoint(ckpt_path)
+    net = restore(ckpt, tcfg).eval()
+    dm = build_datamodule(tcfg)
+    dm.setup()
+    g = generator(eval_seed, "consistency", epoch=shift, batch=0, batches=1)
+    fill = black(tcfg.dataset.mean, tcfg.dataset.std)
+    agree = total = 0
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            x = dm.on_after_batch_transfer(batch, 0)[0]
+            for _ in range(passes):
+                v1, v2 = shifted_views(x, shift, g, fill, 0)
+                agree += int((net(v1).argmax(1) == net(v2).argmax(1)).sum())
+                total += len(x)
+    return 100.0 * agree / total

@@ -38,6 +38,38 @@ def broken_voc_trees(tmp: Path) -> None:
     (tmp / "voc_badclass/VOCdevkit/VOC2007/Annotations/2007_trainval_0002.xml").write_text(
         voc_xml("2007_trainval_0002.jpg", (80, 60), [("unicorn", (1, 1, 20, 20), 0)]))
 
+def broken_data(tmp: Path, cifar: Path, args: str) -> None:
+    """The broken data sets and files a case names: a truncated CIFAR batch, an archive without class folders,
+    Small-ImageNet files of the wrong size, an ImageNet tree without class folders, weights of another shape."""
+    import shutil
+    import tarfile
+
+    import torch
+
+    if "{tmp}/cifar_truncated" in args:
+        shutil.copytree(cifar, tmp / "cifar_truncated")
+        batch = tmp / "cifar_truncated" / "cifar-10-batches-py" / "data_batch_3"
+        batch.write_bytes(batch.read_bytes()[:100])
+    if "{tmp}/flat.tar.gz" in args:
+        (tmp / "readme.txt").write_text("no images here\n")
+        with tarfile.open(tmp / "flat.tar.gz", "w:gz") as tar:
+            tar.add(tmp / "readme.txt", arcname="readme.txt")
+    if "{tmp}/inet64" in args:
+        from fakeimagenet import make_small_imagenet
+
+        for name in ("Imagenet64_train_npz", "Imagenet64_val_npz"):  # 64 px files where 32 px ones belong
+            shutil.copytree(make_small_imagenet(tmp / "made64", 64, per_batch=2, val=2) / name,
+                            tmp / "inet64" / name.replace("64", "32"))
+    if "{tmp}/imnet" in args:
+        for split in ("train", "val"):
+            (tmp / "imnet" / split).mkdir(parents=True)
+            (tmp / "imnet" / split / "n01440764_10026.JPEG").write_bytes(b"")
+    if "{tmp}/weights.pth" in args:
+        torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3)}, tmp / "weights.pth")
+    if "{tmp}/notours.ckpt" in args:
+        torch.save({"state_dict": {}, "epoch": 3}, tmp / "notours.ckpt")
+
+
 # (id, module, arguments, what the one line must contain)
 CASES = [
     ("unknown-model", "spatialprobe.train", ["model=resnet999"],
@@ -149,6 +181,52 @@ CASES = [
      ["hydra.run.dir='/proc/spatialprobe-run': output directory is not writable", "in /proc"]),
     ("disk-full-during-a-checkpoint", "spatialprobe.train", DATA,
      ["could not write", "run/checkpoints/", "No space left on device (ENOSPC)", "re-run the same command"]),
+    # key typos in the other Hydra commands
+    ("inspect-key-typo", "spatialprobe.inspect", ["model.widht=0.5"],
+     ["model.widht=0.5 is invalid", "did you mean model.width?"]),
+    ("rank-key-typo", "spatialprobe.rank", ["checkpoint={tmp}/none.ckpt", "batch_sise=2"],
+     ["batch_sise=2 is invalid", "did you mean batch_size?"]),
+    ("search_k-key-typo", "spatialprobe.search_k", ["method=conv1x1", "search.tolerence=2"],
+     ["search.tolerence=2 is invalid", "did you mean search.tolerance?"]),
+    # sizes, units and methods
+    ("subset-zero", "spatialprobe.train", [*DATA, "dataset.subset=0"], ["dataset.subset=0 is invalid", ">= 1"]),
+    ("negative-batch-size", "spatialprobe.train", [*DATA, "recipe.batch_size=-4"],
+     ["recipe.batch_size=-4 is invalid", ">= 1"]),
+    ("unit-beyond-the-model", "spatialprobe.train", [*DATA, "method=conv1x1", "method.unit=8"],
+     ["method.unit=8 is invalid", "must be <= 7"]),
+    ("unit-with-k", "spatialprobe.train", [*DATA, "method=conv1x1", "method.unit=2", "k=3"],
+     ["k=3 is invalid", "leave k at 0"]),
+    ("gap_fc-single-unit", "spatialprobe.train", [*DATA, "method=gap_fc", "method.unit=3"],
+     ["method.unit=3 is invalid", "only defined for the last K units; use k=K"]),
+    ("strip-more-than-modified", "spatialprobe.train", [*DATA, "method=conv1x1", "k=2", "method.strip=3"],
+     ["method.strip=3 is invalid: cannot remove more units than the 2 modified", "(valid: 0..2)"]),
+    ("upsampled-cifar-not-a-multiple-of-32", "spatialprobe.train", [*DATA, "dataset=cifar100", "dataset.image_size=48"],
+     ["dataset.image_size=48 is invalid: must be a positive multiple of 32", "(valid: 32, 64, 96, ...)"]),
+    ("evaluate-not-our-checkpoint", "spatialprobe.evaluate", ["ckpt={tmp}/notours.ckpt"],
+     ["notours.ckpt': not a spatialprobe checkpoint"]),
+    ("unknown-launcher", "spatialprobe.train", ["-m", "hydra/launcher=pbs", *DATA],
+     ["hydra/launcher='pbs' is invalid", "local, slurm"]),
+    # data the user can fix
+    ("cifar-checksum-mismatch", "spatialprobe.train", [*DATA, "dataset.verify=true"],
+     ["data_batch_1: checksum mismatch (expected the published md5", "dataset.verify=false"]),
+    ("cifar-truncated-batch", "spatialprobe.train", [*TINY, "dataset=cifar10", "dataset.root={tmp}/cifar_truncated"],
+     ["data_batch_3: unreadable CIFAR batch"]),
+    ("archive-without-class-folders", "spatialprobe.train", [*TINY, "dataset=cifar10", "dataset.root={tmp}/flat.tar.gz"],
+     ["no class folders found; expected train/<class>/<image>", "found: readme.txt"]),
+    ("small-imagenet-missing", "spatialprobe.train", [*TINY, "dataset=imagenet32", "dataset.root={tmp}/empty"],
+     ["missing Small-ImageNet batch files: train_data_batch_1", "val_data"]),
+    ("small-imagenet-wrong-shape", "spatialprobe.train", [*TINY, "dataset=imagenet32", "dataset.root={tmp}/inet64"],
+     ["'data' has shape (", "expected (N, 3072) for 32x32 channel-major RGB images (rows of 12288 are 64 px images)"]),
+    ("imagenet-without-class-folders", "spatialprobe.train", [*TINY, "dataset=imagenet", "dataset.root={tmp}/imnet"],
+     ["imnet/train: no class sub-folders", "<root>/train/<wnid>/<image>.JPEG"]),
+    ("detect-with-a-classification-set", "spatialprobe.train", [*DATA, "task=detect"],
+     ["dataset='cifar10' is invalid: task=detect needs a detection data set", "voc, cifar10_detect"]),
+    ("detect-with-gap_fc", "spatialprobe.train", [*DATA, "task=detect", "dataset=cifar10_detect", "method=gap_fc", "k=1"],
+     ["method.name='gap_fc' is invalid", "spatial_shuffle"]),
+    ("pretrained-weights-that-do-not-fit", "spatialprobe.train",
+     [*DATA, "task=detect", "dataset=cifar10_detect", "dataset.image_size=64", "model=resnet18",
+      "model.pretrained={tmp}/weights.pth"],
+     ["weights.pth: the weights do not fit resnet18 as configured", "e.g. conv1.weight: shape"]),
 ]
 
 
@@ -261,6 +339,7 @@ def test_bad_input_is_one_clear_line(case, module, args, needles, process, fake_
         broken_voc_trees(tmp_path)
     if case in SETUP:
         SETUP[case](tmp_path, fake_cifar10, monkeypatch)
+    broken_data(tmp_path, fake_cifar10, " ".join(args))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*.ckpt")}
     args = [a.format(tmp=tmp_path, cifar=fake_cifar10) for a in args]
     if module == "spatialprobe.train" and not any(a.startswith("hydra.run.dir=") for a in args):

@@ -41,3 +41,28 @@ def test_make_bench_quick_runs_every_benchmark_module(tmp_path, monkeypatch, cap
         if "skipped" not in row[1] and "not applicable on this CPU" not in row[1]:  # (no CUDA device / no bf16: one row says so)
             assert re.fullmatch(r"\d+\.\d\dx", row[4]), row  # a ratio measured against its baseline
     assert "synthetic" in text
+
+
+def test_make_bench_only_runs_the_named_benchmarks_into_benchmarks_results_md(tmp_path, monkeypatch, capsys):
+    """docs/speed.md: `make bench ARGS="--only loader,framework"` runs a subset; the table also goes to
+    benchmarks/results.md, headed by the options it ran with; an unknown name is one line, exit 2."""
+    runner = load_runner()
+    assert runner.HERE == REPO / "benchmarks"
+    names = runner.available()
+    monkeypatch.setattr(runner, "available", lambda: names)
+    monkeypatch.setattr(runner, "HERE", tmp_path)  # the default path, without writing into the checkout
+    assert runner.main(["--only", "streams,gpu", "--quick", "--repeats", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "# streams ..." in printed and "# gpu ..." in printed and "# loader ..." not in printed
+    text = (tmp_path / "results.md").read_text()
+    assert text.startswith("# make bench ARGS='--only streams,gpu --quick'\n\n")
+    rows = [line.split(" | ")[0].removeprefix("| ") for line in text.splitlines()
+            if line.startswith("| ") and not line.startswith("| benchmark") and not line.startswith("|---")]
+    assert rows and set(rows) == {"streams", "gpu"}
+    try:
+        runner.main(["--only", "streams,warp"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("an unknown benchmark was accepted")
+    assert "unknown benchmark warp (valid: " in capsys.readouterr().err

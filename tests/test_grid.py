@@ -73,6 +73,44 @@ def test_location_batches_place_each_image_in_the_cell_it_is_labelled_with(fake_
     assert (seen > 0).all()  # placement is random over all cells
 
 
+@pytest.mark.parametrize("augment", [True, False])
+def test_grid_training_flips_the_pasted_image_and_never_crops_it(augment, fake_cifar10, tmp_path):
+    """docs/position.md: `dataset.augment` is a horizontal flip of the pasted image, as in the paper (no crop:
+    the placement is the task). Every training cell holds a whole source image, as it is or mirrored; with
+    augment both occur, without it none is mirrored."""
+    dm = build_datamodule(grid_cfg(fake_cifar10, tmp_path, grid=2, augment=augment))
+    dm.setup()
+    normalised = dm.grid_loader("train").base.normalise(dm.tensors["train"][0])
+    plain = {normalised[i].numpy().tobytes() for i in range(len(normalised))}
+    mirrored = {normalised[i].flip(-1).numpy().tobytes() for i in range(len(normalised))}
+    counts = {"plain": 0, "mirrored": 0}
+    for x, y in dm.train_dataloader():
+        for xi, yi in zip(x, y, strict=True):
+            r, c = divmod(int(yi), 2)
+            cell = xi[:, 32 * r:32 * r + 32, 32 * c:32 * c + 32].contiguous().numpy().tobytes()
+            assert cell in plain or cell in mirrored
+            counts["plain" if cell in plain else "mirrored"] += 1
+    assert sum(counts.values()) == 160
+    if augment:
+        assert 40 <= counts["mirrored"] <= 120, counts  # about half of 160 (binomial: outside 40..120 is ~1e-10)
+    else:
+        assert counts["mirrored"] == 0
+
+
+def test_part_b_resnets_have_the_papers_stem_7x7_stride_2_without_max_pool():
+    """docs/position.md: the ResNet-18 variants of the position study use P's 7x7 stride-2 stem without max-pool:
+    a 96 px grid canvas (3x3) ends in a 6x6 map (stride 16), not 3x3 (torchvision's stem with the max-pool)."""
+    from spatialprobe.models import build_model
+
+    for name in ("gapnet_resnet18", "permutenet_resnet18"):
+        cfg = compose_train(f"model={name}", "dataset=grid_cifar10", "model.width=0.125").model
+        net = build_model(cfg, 9, 96)
+        conv1 = net.body.conv1
+        assert (conv1.kernel_size, conv1.stride, conv1.padding) == ((7, 7), (2, 2), (3, 3)), name
+        assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()), name
+        assert net.forward_features(torch.zeros(1, 3, 96, 96)).shape[-2:] == (6, 6), name
+
+
 def test_training_placement_is_drawn_from_seed_and_epoch(fake_cifar10, tmp_path):
     dm = build_datamodule(grid_cfg(fake_cifar10, tmp_path, augment=False))
     dm.setup()

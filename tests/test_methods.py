@@ -96,9 +96,26 @@ def test_train_and_test_switches(op):
     assert torch.equal(m.train()(x), x) and not torch.equal(m.eval()(x), x)
 
 
-def test_one_by_one_map_and_device_of_the_index():
+def test_one_by_one_map_and_device_of_the_index(monkeypatch):
+    """A 1x1 map has one position: returned as it is, nothing drawn. On a larger map the permutation index
+    is made on the input's device (here the meta device, as the suite has no GPU: an index drawn on the CPU
+    would show as such), in both memory layouts, with and without tiles."""
+    from spatialprobe.methods import spatial_shuffle
+
     x = torch.randn(2, 3, 1, 1)
-    assert torch.equal(permute_positions(x), x)
+    state = torch.get_rng_state()
+    assert permute_positions(x) is x and torch.equal(torch.get_rng_state(), state)
+    seen = []
+    real = spatial_shuffle._GatherPermutation.apply
+    monkeypatch.setattr(spatial_shuffle._GatherPermutation, "apply",
+                        lambda flat, index, dim: seen.append(index.device) or real(flat, index, dim))
+    for patch in (None, 2):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = torch.empty(2, 3, 4, 6, device="meta").contiguous(memory_format=layout).requires_grad_(True)
+            out = permute_positions(x, patch)
+            out.sum().backward()
+            assert out.device.type == x.grad.device.type == "meta" and out.shape == x.shape
+    assert [d.type for d in seen] == ["meta"] * 4
 
 
 def test_fc_equivalents_accept_maps_and_vectors():

@@ -132,6 +132,32 @@ def write_metrics(run_dir, attempt: int, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
+@pytest.fixture()
+def drawn(monkeypatch) -> dict:
+    """The figures plot draws, by their axes' title, kept open (pyplot.close remembers them instead)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: dict = {}
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.__setitem__(fig.axes[0].get_title(), fig))
+    yield figures
+    for fig in figures.values():
+        real_close(fig)
+
+
+def curves_of(fig) -> dict:
+    """label -> (x, y, linestyle) of every labelled line and error-bar line of a figure's first axes."""
+    ax = fig.axes[0]
+    out = {c.get_label(): (list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()), c.lines[0].get_linestyle())
+           for c in ax.containers}
+    out.update({ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()), ln.get_linestyle())
+                for ln in ax.get_lines() if not ln.get_label().startswith("_")})
+    return out
+
+
 def test_epoch_metrics_merge_attempts_and_skip_step_rows(tmp_path):
     from spatialprobe.report.collect import epoch_metrics
 
@@ -149,8 +175,9 @@ def test_epoch_metrics_merge_attempts_and_skip_step_rows(tmp_path):
     assert epoch_metrics(tmp_path / "nothing") is None
 
 
-def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path):
-    """S0 Fig. 1: the baseline and the shuffled network, train and test accuracy per epoch."""
+def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path, drawn):
+    """S0 Fig. 1: the baseline and the shuffled network, train (dashed) and test accuracy per epoch, the
+    numbers of their metrics.csv at epochs 1..8."""
     import pandas as pd
     from matplotlib.image import imread
 
@@ -169,6 +196,12 @@ def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path):
     written = {p.name for p in make_all(table, tmp_path / "fig")}
     assert "curves_vgg16_cifar100.png" in written and "curves_vgg16_cifar100.pdf" in written
     assert imread(tmp_path / "fig" / "curves_vgg16_cifar100.png").shape[0] > 300
+    lines = curves_of(drawn["vgg16 on cifar100: training curves"])
+    epochs = list(range(1, 9))
+    for k in (0, 7):
+        assert lines[f"spatial_shuffle K={k} (train)"] == (epochs, [10.0 + 8 * e for e in range(8)], "--")
+        assert lines[f"spatial_shuffle K={k} (val)"] == (epochs, [12.0 + 7 * e for e in range(8)], "-")
+    assert len(lines) == 4
     # more runs than a readable figure holds: only with --curves
     many = pd.DataFrame([{**rows[0], "k": k} for k in range(9)])
     many.to_csv(table, index=False)
@@ -176,7 +209,7 @@ def test_plot_draws_training_curves_from_the_runs_metrics(tmp_path):
     assert "curves_vgg16_cifar100.png" in {p.name for p in make_all(table, tmp_path / "forced", curves=True)}
 
 
-def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path):
+def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path, drawn):
     """S1 Fig. 7 and Table 2 (left): evaluation rows at several K, every training -> test scheme."""
     import pandas as pd
 
@@ -195,6 +228,11 @@ def test_plot_draws_the_mismatch_curve_and_the_k_matrix(tmp_path):
     pd.DataFrame(rows).to_csv(table, index=False)
     written = {p.name for p in make_all(table, tmp_path / "fig")}
     assert "mismatch_vgg16_cifar100.png" in written
+    lines = curves_of(drawn["vgg16 on cifar100: training -> test scheme"])
+    assert lines["spatial_shuffle -> spatial_shuffle"][:2] == ([1, 2, 3], [73.0, 72.0, 71.0])
+    assert lines["spatial_shuffle -> none"][:2] == ([1, 2, 3], [72.0, 71.0, 70.0])
+    assert lines["none -> spatial_shuffle"][:2] == ([1, 2, 3], [30.0, 15.0, 10.0])
+    assert lines["none -> none"][1:] == ([74.1, 74.1], "--") and len(lines) == 4
     m = pd.read_csv(tmp_path / "fig" / "train_test_matrix.csv")
     k3 = m[m.K == 3].set_index("train_method")
     assert k3.loc["spatial_shuffle", "none"] == "70.00 ± 0.20" and k3.loc["none", "spatial_shuffle"] == "10.00 ± 0.20"
@@ -243,8 +281,9 @@ def test_the_depth_ablation_trains_seven_models_down_to_no_1x1_layer():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)  # the layer behind them refitted to the new width
 
 
-def test_plot_draws_the_depth_ablation(tmp_path):
-    """S1 Fig. 3 (left): the last 6 units 1x1, the last n of them removed, x = 6 - n."""
+def test_plot_draws_the_depth_ablation(tmp_path, drawn):
+    """S1 Fig. 3 (left): the last 6 units 1x1, the last n of them removed, x = 6 - n (the accuracy 61 - n:
+    55 + x), the baseline dashed."""
     import pandas as pd
 
     from spatialprobe.report.figures import make_all
@@ -256,6 +295,10 @@ def test_plot_draws_the_depth_ablation(tmp_path):
     table = tmp_path / "t.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
     assert "depth_resnet50_imagenet32.png" in {p.name for p in make_all(table, tmp_path / "fig")}
+    lines = curves_of(drawn["resnet50 on imagenet32: depth ablation"])
+    assert lines["conv1x1, last 6 units modified, the last K - n of them removed"][:2] == (
+        [1, 2, 3, 4, 5, 6], [56.0, 57.0, 58.0, 59.0, 60.0, 61.0])
+    assert lines["baseline"][1:] == ([61.9, 61.9], "--") and len(lines) == 2
 
 
 def test_collect_calls_a_k0_checkpoint_of_a_shuffle_sweep_the_baseline(tmp_path):

@@ -16,7 +16,8 @@ from spatialprobe import CONF_DIR
 from spatialprobe.errors import ConfigError
 
 SMALL = ["dataset.base_size=32", "dataset.crop_size=32", "dataset.num_workers=0", "recipe.batch_size=2",
-         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
+         "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+         "trainer.precision=32-true"]
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +76,55 @@ def test_deeplab_trained_with_the_segment_task_is_ranked_and_attacked(cityscapes
     assert "| left | 64 |" in (folder / "fig6.md").read_text()
 
 
-@pytest.mark.slow
+def pooled_flip_scores(model, batches, signed=False):
+    """P Eq. 2 / 3 by hand from the backbone: mean over images of (|) pool(f(x)) - pool(f(flip x)) (|)."""
+    with torch.no_grad():
+        diffs = [model.backbone(x)["out"].mean(dim=(2, 3)) - model.backbone(x.flip(-1))["out"].mean(dim=(2, 3))
+                 for x in batches]
+    d = torch.cat(diffs)
+    return (d if signed else d.abs()).mean(0)
+
+
 def test_a_users_deeplab_state_dict_is_attacked_on_the_fixture(cityscapes, tmp_path):
+    """A state dict as DeepLabV3Plus-Pytorch saves it (``model_state``, DDP's ``module.`` prefixes, an aux head
+    that is dropped) is the network that is ranked and attacked: the record's scores and baseline are those of
+    the saved network computed here by hand, not of a fresh one; ``segmentation.probe_split=train`` ranks on
+    the training images (P ranks on val, the default)."""
     from spatialprobe import rank
-    from spatialprobe.position.segmentation import build_deeplab
+    from spatialprobe.data.cityscapes import CityscapesBatches
+    from spatialprobe.position.segmentation import RegionIoU, build_deeplab
 
     torch.manual_seed(0)
+    saved = build_deeplab(19)
     weights = tmp_path / "deeplab.pth"
-    torch.save({"model_state": build_deeplab(19).state_dict()}, weights)  # as DeepLabV3Plus-Pytorch saves it
+    state = {f"module.{k}": v for k, v in saved.state_dict().items()}
+    state["module.aux_classifier.4.weight"] = torch.zeros(19, 256, 1, 1)  # from a model trained with aux_loss
+    torch.save({"model_state": state, "optimizer_state": {}, "cur_itrs": 30000}, weights)
     out = tmp_path / "attack.json"
-    record = rank.run(compose_rank("source=segmentation", f"checkpoint={weights}", f"segmentation.root={cityscapes}",
-                                   "batch_size=2", "ranking=right", "top_n=[64]", "random_draws=2",
-                                   "segmentation.size=[16,32]", f"output={out}", "figures=false"))
-    saved = json.loads(out.read_text())
-    assert saved["ranking"] == "right" and saved["latent_size"] == 2048 and set(saved["switch_off"]) == {"64"}
-    assert set(saved["baseline"]) == {"overall", "left", "centre", "right"} and record["scores"] == saved["scores"]
+    common = ["source=segmentation", f"checkpoint={weights}", f"segmentation.root={cityscapes}", "batch_size=2",
+              "top_n=[64]", "random_draws=1", "segmentation.size=[16,32]", "figures=false"]
+    torch.manual_seed(1)  # a network the file did not come from would differ from ``saved``
+    record = rank.run(compose_rank(*common, "ranking=right", f"output={out}"))
+    saved_record = json.loads(out.read_text())
+    assert saved_record["ranking"] == "right" and saved_record["latent_size"] == 2048
+    assert set(saved_record["switch_off"]) == {"64"} and record["scores"] == saved_record["scores"]
+    val_right = [x for x, _, _ in CityscapesBatches(cityscapes, "val", 2, [16, 32], side="right")]
+    assert len(torch.cat(val_right)) == 1  # the fixture's val-right subset: one image
+    expected = pooled_flip_scores(saved, val_right, signed=True)
+    assert torch.allclose(torch.tensor(record["scores"]), expected, atol=2e-6)
+    miou = RegionIoU(19)
+    with torch.no_grad():
+        for x, y, _ in CityscapesBatches(cityscapes, "val", 2, [16, 32]):
+            miou.update(saved(x)["out"], y)
+    assert record["baseline"] == pytest.approx(miou.compute(), abs=1e-4)
+
+    train = rank.run(compose_rank(*common, "ranking=overall", "segmentation.probe_split=train", "probe_images=4",
+                                  f"output={tmp_path / 'train.json'}"))
+    on_train = pooled_flip_scores(saved, [x for x, _, _ in CityscapesBatches(cityscapes, "train", 2, [16, 32])])
+    on_val = pooled_flip_scores(saved, [x for x, _, _ in CityscapesBatches(cityscapes, "val", 2, [16, 32])])
+    assert torch.allclose(torch.tensor(train["scores"]), on_train, atol=2e-6)
+    assert not torch.allclose(on_train, on_val, atol=1e-4)  # the split is seen in the scores
+    assert train["config"]["segmentation"]["probe_split"] == "train"
 
 
 def test_segmentation_checks_before_anything_runs():
@@ -135,3 +170,62 @@ def test_segmenter_recipe_aux_head_at_ten_times_the_lr_and_the_poly_schedule():
         sched.step()
     assert seen[3] == pytest.approx(base * (1 - 3 / 10) ** 0.9) and opt.param_groups[0]["lr"] == pytest.approx(0.0)
     assert OmegaConf.select(cfg, "segment.aux_weight") == 0.5
+
+
+def test_segment_loss_is_the_pixel_cross_entropy_plus_half_the_aux_head_s_ignoring_unlabelled():
+    """docs/position.md: "cross-entropy ignoring unlabelled pixels + 0.5 x the auxiliary head's" while training;
+    evaluation scores the main head only. By hand on two pixels, the second unlabelled (255)."""
+    import math
+
+    from spatialprobe.tasks.segment import Segmenter
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            out = torch.tensor([[0.0, math.log(3.0)], [5.0, -5.0]]).T.reshape(1, 2, 1, 2)  # pixel 0: p(1) = 3/4
+            aux = torch.zeros(1, 2, 1, 2)                                                  # pixel 0: p(1) = 1/2
+            return {"out": out, "aux": aux}
+
+    module = Segmenter(Fixed(), 2, {"lr": 0.1}, aux_weight=0.5)
+    batch = (torch.zeros(1, 3, 1, 2), torch.tensor([[[1, 255]]]))
+    assert float(module.step(batch, "train")) == pytest.approx(math.log(4 / 3) + 0.5 * math.log(2), abs=1e-6)
+    assert float(module.step(batch, "val")) == pytest.approx(math.log(4 / 3), abs=1e-6)
+    assert float(Segmenter(Fixed(), 2, {"lr": 0.1}, aux_weight=0.0).step(batch, "train")) == pytest.approx(
+        math.log(4 / 3), abs=1e-6)
+
+
+def test_segment_training_augmentation_is_the_segmentation_reference_s(cityscapes):
+    """docs/position.md: random resize of the short side to 0.5-2.0 x base_size, flip, crop_size crop (padded with
+    black pixels / unlabelled); evaluation only resizes to base_size. The pipeline built for
+    experiment=deeplabv3_resnet50_cityscapes with base_size 32, crop 24, and what it does to an image whose left
+    half is black / class 1 and right half white / class 2."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from spatialprobe.data.cityscapes import transforms
+
+    ds = compose_train("experiment=deeplabv3_resnet50_cityscapes", f"dataset.root={cityscapes}",
+                       "dataset.base_size=32", "dataset.crop_size=24").dataset
+    resize, flip, crop = transforms(True, ds).transforms
+    assert isinstance(resize, v2.RandomResize) and (resize.min_size, resize.max_size) == (16, 64)
+    assert isinstance(flip, v2.RandomHorizontalFlip) and flip.p == 0.5
+    assert isinstance(crop, v2.RandomCrop) and crop.size == (24, 24) and crop.pad_if_needed
+    (evaluation,) = transforms(False, ds).transforms
+    assert isinstance(evaluation, v2.Resize) and evaluation.size == [32]
+    image = torch.zeros(3, 32, 64, dtype=torch.uint8)
+    image[:, :, 32:] = 255
+    mask = torch.ones(1, 32, 64, dtype=torch.long)
+    mask[:, :, 32:] = 2
+    torch.manual_seed(0)
+    flipped = padded = 0
+    for _ in range(40):
+        x, y = transforms(True, ds)(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert x.shape == (3, 24, 24) and y.shape == (1, 24, 24)
+        assert set(y.unique().tolist()) <= {1, 2, 255}
+        pad = y[0] == 255
+        padded += bool(pad.any())
+        assert (x[:, pad] == 0).all()  # padding: black pixels, unlabelled
+        if (y[0] == 1).any() and (y[0] == 2).any():
+            assert x[:, y[0] == 1].float().mean() < 64 < 192 < x[:, y[0] == 2].float().mean()  # they moved together
+            cols = torch.arange(24).expand(24, 24)
+            flipped += bool(cols[y[0] == 2].float().mean() < cols[y[0] == 1].float().mean())  # white on the left
+    assert flipped > 0 and padded > 0  # mirrored crops, and short sides below 24 px, both occur

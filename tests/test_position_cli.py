@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import TINY, cli
+from conftest import TINY, cli, consistency_by_hand
 from fakedata import make_cifar_batches, make_cityscapes
 
 GRID = ["dataset=grid_cifar10", "dataset.grid=3", *TINY, "trainer.max_epochs=1"]
@@ -68,9 +68,37 @@ def test_grid_location_with_gapnet_writes_a_complete_record(gapnet_run):
     # validated on the test split: the best test top-1 over the epochs (P's script reports it) is recorded too
     assert rec["test_top1_best_epoch"] == rec["val_top1_best"] >= rec["val_top1_final"]
     assert abs(rec["test_top1"] * 64 / 100 - round(rec["test_top1"] * 64 / 100)) < 1e-3  # a count over 64 images
-    assert 0.0 <= rec["test_cons2"] <= 100.0 and 0.0 <= rec["test_cons4"] <= 100.0  # one value per S of the list
+    # one value per S of the list, each the Cons.S of the final network over 64 test canvases x 2 passes
+    for shift in (2, 4):
+        assert rec[f"test_cons{shift}"] == pytest.approx(
+            consistency_by_hand(run_dir / "checkpoints" / "last.ckpt", shift, 2, rec["eval_seed"]), abs=1e-3)
     header = (run_dir / "logs" / "attempt-1" / "metrics.csv").read_text().splitlines()[0]
     assert "test_cons2" in header and "test_cons4" in header
+
+
+def test_a_one_cell_grid_refuses_a_left_ranking_and_a_location_target(fake_cifar10, env, tmp_path):
+    """A 1x1 grid (dataset.target=class: the plain image in its one cell) trains; `rank ranking=left` on it is one
+    line (docs/position.md, bad input) and ranking=overall runs; the location target of a 1x1 grid (one class,
+    nothing to learn) is refused before anything runs."""
+    run_dir = tmp_path / "run"
+    p = train(["dataset=grid_cifar10", "dataset.grid=1", "dataset.target=class", *TINY, f"dataset.root={fake_cifar10}",
+               "recipe=grid_recognition"], env, tmp_path, run_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["status"] == "complete" and rec["config"]["dataset"]["image_size"] == 32
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    line = one_error_line(cli("spatialprobe.rank", [f"checkpoint={ckpt}", "ranking=[overall,left]", "top_n=[1]"], env,
+                              tmp_path))
+    assert line == ("spatialprobe: error: ranking='left' is invalid: a 1x1 grid has no left or right cells "
+                    "(valid: overall)")
+    ok = cli("spatialprobe.rank", [f"checkpoint={ckpt}", "ranking=overall", "top_n=[1]", "random_draws=1",
+                                   "probe_images=16", "batch_size=16", "figures=false"], env, tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    line = one_error_line(train(["dataset=grid_cifar10", "dataset.grid=1", *TINY, f"dataset.root={fake_cifar10}"],
+                                env, tmp_path, tmp_path / "location"))
+    assert line.startswith("spatialprobe: error: dataset.grid=1 is invalid: a 1x1 grid has one location") \
+        and line.endswith("(valid: >= 2)")
+    assert not (tmp_path / "location").exists()
 
 
 def test_rank_a_gapnet_whose_latent_is_its_logits(gapnet_run, tmp_path):

@@ -83,7 +83,25 @@ def test_decode_a_frozen_classifier_end_to_end(fake_cifar10, tmp_path, monkeypat
     rec = json.loads((tmp_path / "run" / "checkpoints" / "decode.json").read_text())
     assert rec["network"] == "resnet18" and rec["latent_size"] == 32 and rec["placements"] == 2
     assert [r["grid"] for r in rec["results"]] == [2, 3] and rec["results"][1]["chance"] == pytest.approx(11.11)
-    assert all(0.0 <= r[k] <= 100.0 for r in rec["results"] for k in ("ordered", "permuted"))
+    assert rec["train_images"] == 48 and rec["test_images"] == 32
+    for r in rec["results"]:  # counts of the 32 test images placed right: multiples of 100 / 32 = 3.125
+        for k in ("ordered", "permuted"):
+            assert 0.0 <= r[k] <= 100.0 and r[k] / 3.125 == pytest.approx(round(r[k] / 3.125), abs=0.01), (r, k)
+    # what the read-out is fitted and scored on: the frozen network's latents of the images at their cells
+    from spatialprobe.data.grid import fixed_cells
+
+    seen = []
+
+    def spy(z_train, y_train, z_test, y_test, classes, permute, cfg):
+        seen.append((tuple(z_train.shape), tuple(z_test.shape), y_test.tolist(), classes, permute))
+        return 50.0 + classes + permute
+
+    monkeypatch.setattr(decode, "fit_readout", spy)
+    (spied,) = decode.run(compose_decode(f"checkpoint={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+                                         "grid=[3]", "train_images=48", "test_images=32", "placements=2"))
+    assert seen == [((96, 32), (32, 32), fixed_cells(32, 3, 0).tolist(), 9, False),
+                    ((96, 32), (32, 32), fixed_cells(32, 3, 0).tolist(), 9, True)]  # 48 images x 2 placements
+    assert spied["results"] == [{"grid": 3, "chance": 11.11, "ordered": 59.0, "permuted": 60.0}]
     out = capsys.readouterr().out
     assert "| network | classifier top-1 | grid |" in out and "| resnet18 |" in out and "| 3x3 |" in out
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from spatialprobe import CONF_DIR
 from spatialprobe.config.cli import verbose_argv
-from spatialprobe.config.resolvers import cpu_has_bf16
+from spatialprobe.config.resolvers import CPU_BF16_ENV, cpu_has_bf16, cpuinfo_has_bf16
 from spatialprobe.launch import progress
 from spatialprobe.launch.progress import SweepProgress, duration
 from spatialprobe.run.console import OwnLinesOnly
@@ -130,20 +130,48 @@ def test_console_shows_our_lines_and_errors_only():
     assert quiet.root.handlers == ["console", "file"]  # the full log still goes to the run directory
 
 
-def test_cpu_precision_follows_the_cpu_flags(tmp_path):
+def test_cpu_precision_follows_the_cpu_flags(tmp_path, monkeypatch):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
-    assert cpu_has_bf16(str(info))
+    assert cpuinfo_has_bf16(str(info))
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
-    assert not cpu_has_bf16.__wrapped__(str(info))
-    assert not cpu_has_bf16.__wrapped__(str(tmp_path / "missing"))
+    assert not cpuinfo_has_bf16.__wrapped__(str(info))
+    assert not cpuinfo_has_bf16.__wrapped__(str(tmp_path / "missing"))
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    assert cpu_has_bf16() == cpuinfo_has_bf16()  # unset: this machine's flags
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train")
-    expected = "bf16-mixed" if cpu_has_bf16() else "32-true"
+    expected = "bf16-mixed" if cpuinfo_has_bf16() else "32-true"
     assert cfg.trainer.precision == expected and cfg.model.channels_last is True  # trainer=cpu's speed options
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         gpu = compose("train", overrides=["trainer=gpu"])
     assert gpu.trainer.precision == "16-mixed" and gpu.model.channels_last is False
+
+
+@pytest.mark.parametrize("value,precision", [("1", "bf16-mixed"), ("0", "32-true"), ("true", "bf16-mixed"),
+                                             ("off", "32-true")])
+def test_the_cpu_precision_can_be_forced_for_a_whole_run(value, precision, monkeypatch):
+    """$SPATIALPROBE_CPU_BF16 answers "does this CPU have bfloat16" for the resolver and for evaluate,
+    whatever this CPU is (docs/speed.md; the suite is run both ways, docs/development.md)."""
+    from spatialprobe.evaluate import _precision
+
+    monkeypatch.setenv(CPU_BF16_ENV, value)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        assert compose("train").trainer.precision == precision
+        assert compose("train", overrides=["trainer.precision=32-true"]).trainer.precision == "32-true"  # a pin wins
+    trained_bf16 = OmegaConf.create({"trainer": {"precision": "bf16-mixed"}})
+    assert _precision(trained_bf16, gpu=False) == precision  # evaluate: bf16 only where the CPU has it
+
+
+def test_a_bad_forced_cpu_precision_is_one_line(monkeypatch, env, tmp_path):
+    from conftest import cli
+
+    p = cli("spatialprobe.train", ["dataset.root=/nowhere", "dry_run=true"], dict(env, **{CPU_BF16_ENV: "maybe"}),
+            tmp_path)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and lines == ["spatialprobe: error: $SPATIALPROBE_CPU_BF16='maybe' is invalid: forces "
+                                           "whether this CPU has bfloat16 instructions (valid: 1, 0, unset (the "
+                                           "CPU's flags decide))"], p.stderr
 
 
 def test_verbose_flag_reaches_hydra_as_logging_overrides(monkeypatch):

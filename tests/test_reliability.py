@@ -124,6 +124,39 @@ def test_sigkill_at_a_random_moment_then_resume_equals_uninterrupted(uninterrupt
     assert_same_result(run_dir, reference)
 
 
+def steps_logged(run_dir, attempt: int) -> list[int]:
+    lines = (run_dir / "logs" / f"attempt-{attempt}" / "metrics.csv").read_text().splitlines()
+    return [int(row.split(",")[header_index(lines, "step")]) for row in lines[1:]]
+
+
+# SIGKILL where no training step is running (debug.kill_during): the checkpoint on disk when it strikes, by hand:
+# 10 steps per epoch, last.ckpt every 3 steps and at every epoch end, 3 epochs (30 steps)
+KILL_MOMENTS = {
+    "validation": 9,    # after the first validation batch of epoch 0: the periodic checkpoint of step 9
+    "epoch_end": 9,     # at the end of epoch 0, its validation done, before its epoch-end checkpoint: step 9 again
+    "epoch_start": 10,  # at the start of epoch 1, before its first batch: epoch 0's checkpoint, step 10
+    "test": 30,         # in the final test: training is over, last.ckpt is the final network
+}
+
+
+@pytest.mark.parametrize("moment", list(KILL_MOMENTS))
+def test_sigkill_in_validation_at_an_epoch_boundary_or_in_the_final_test_then_resume(moment, uninterrupted, tmp_path):
+    args, env, reference = uninterrupted
+    run_dir = tmp_path / "run"
+    killed = finish([*args, f"debug.kill_during={moment}"], env, tmp_path, run_dir)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert record(run_dir)["status"] == "running" and (run_dir / f".debug-kill-{moment}").is_file()
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == KILL_MOMENTS[moment]
+    resumed = in_process([*args, f"debug.kill_during={moment}"], env, tmp_path, run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert record(run_dir)["attempts"] == 2
+    assert record(run_dir)["resumed_from"]["step"] == KILL_MOMENTS[moment]  # the record names where it went on
+    assert_same_result(run_dir, reference)
+    second = steps_logged(run_dir, 2)
+    assert min(second) >= KILL_MOMENTS[moment]  # not trained again from an earlier step
+
+
 def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted, tmp_path):
     args, env, reference = uninterrupted
     run_dir = tmp_path / "run"
@@ -141,6 +174,8 @@ def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted
     assert ckpt["saved_for"] == "SIGTERM" and 3 <= ckpt["global_step"] < 30
     resumed = in_process(args, env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert record(run_dir)["resumed_from"] == {"step": ckpt["global_step"], "epoch": ckpt["epoch"],
+                                               "saved_for": "SIGTERM"}
     second = (run_dir / "logs" / "attempt-2" / "metrics.csv").read_text().splitlines()
     assert min(int(row.split(",")[header_index(second, "step")]) for row in second[1:]) >= ckpt["global_step"]
     assert_same_result(run_dir, reference)
@@ -226,6 +261,45 @@ def test_checkpoint_every_minutes_and_every_n_steps():
         assert trainer.saved == [(s, "schedule") for s in expected], kwargs
     trainer.save_checkpoint("x")  # Lightning's own saves (epoch end, best) carry no reason
     assert trainer.saved[-1] == (9, None)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM])
+def test_a_signal_saves_last_ckpt_at_the_next_batch_boundary_then_goes_to_the_previous_handler(sig, tmp_path):
+    """docs/configuration.md: last.ckpt "at the next batch boundary after SIGUSR2 / SIGTERM", saying why
+    (``saved_for``), and the signal then handed on (to submitit's handler, which requeues the job). Nothing
+    is saved in the middle of the step the signal interrupts; the handlers are put back."""
+    handed = []
+
+    class Trainer:
+        global_step = 0
+
+        def __init__(self):
+            self.saved = []
+
+        def save_checkpoint(self, path):
+            ckpt = {}
+            cb.on_save_checkpoint(self, None, ckpt)
+            self.saved.append((self.global_step, ckpt["saved_for"], handed[:]))
+
+    def submitit(signum, frame):
+        handed.append(signum)
+
+    previous = signal.signal(sig, submitit)
+    try:
+        cb = ResumableCheckpoint(tmp_path / "last.ckpt", every_n_steps=100, deadline_s=None)
+        trainer = Trainer()
+        cb.on_fit_start(trainer, None)
+        assert signal.getsignal(sig) == cb._handler
+        for step in (1, 2, 3):
+            trainer.global_step = step
+            if step == 3:
+                os.kill(os.getpid(), sig)  # arrives while step 3 runs
+                assert trainer.saved == [] and handed == []  # nothing happens inside the step
+            cb.on_train_batch_end(trainer, None, None, None, step - 1)
+        assert trainer.saved == [(3, sig.name, [])]  # saved first, for the signal, at the end of step 3
+        assert handed == [sig] and signal.getsignal(sig) is submitit  # then handed on, the handler restored
+    finally:
+        signal.signal(sig, previous)
 
 
 def test_injected_crash_fails_the_record_and_the_rerun_completes(fake_cifar10, env, tmp_path):

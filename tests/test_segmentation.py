@@ -161,3 +161,29 @@ def test_deeplab_probe_ranks_and_switches_off_backbone_channels(cityscapes):
     assert study["none"] == pytest.approx(miou(), abs=1e-4)
     assert study["n"]["16"]["top"] == pytest.approx(miou(order[:16]), abs=1e-4)
     assert set(study["none"]) == {"overall", "left", "centre", "right"}
+
+
+@pytest.mark.parametrize("wrap", ["plain", "model_state", "state_dict", "model"])
+def test_build_deeplab_takes_a_state_dict_in_every_documented_wrapper(wrap, tmp_path, monkeypatch):
+    """docs/position.md: a state dict of deeplabv3_resnet50, bare or in a ``model_state`` / ``state_dict`` /
+    ``model`` wrapper, with or without DDP's ``module.`` prefixes, an aux head's keys dropped; the file is read
+    through ``torch.load`` (stubbed here: 160 MB per wrapper on disk would be the only cost)."""
+    torch.manual_seed(0)
+    saved = build_deeplab(19)
+    state = {(f"module.{k}" if wrap != "plain" else k): v for k, v in saved.state_dict().items()}
+    state[("module." if wrap != "plain" else "") + "aux_classifier.0.weight"] = torch.zeros(1)  # trained with aux_loss
+    content = state if wrap == "plain" else {wrap: state, "epoch": 3}
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"stub")
+    monkeypatch.setattr(torch, "load", lambda f, **kw: content if str(f) == str(path) else pytest.fail(str(f)))
+    torch.manual_seed(1)
+    loaded = build_deeplab(19, path)
+    got, want = loaded.state_dict(), saved.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert not loaded.training
+    if wrap != "plain":
+        return
+    with pytest.raises(DataError, match=r"not a state dict of deeplabv3_resnet50 with 21 classes \(Error"):
+        build_deeplab(21, path)
+    with pytest.raises(DataError, match="no such weights file"):
+        build_deeplab(19, tmp_path / "absent.pth")

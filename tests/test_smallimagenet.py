@@ -144,3 +144,24 @@ def test_placement_of_a_memory_mapped_split(tmp_path):
         assert t.data_ptr() == x.ctypes.data and torch.equal(t, torch.from_numpy(np.asarray(x)))
     copied = place(x, cpu, "device")
     assert copied.data_ptr() != x.ctypes.data and torch.equal(copied, torch.from_numpy(np.asarray(x)))
+
+
+def test_placement_auto_on_a_gpu_takes_at_most_half_of_its_free_memory(monkeypatch):
+    """docs/data.md: ``auto`` puts a split on the GPU when it takes at most half of the free GPU memory, else
+    leaves it in host memory; ``device`` / ``host`` force one or the other. The GPU is faked: its free memory
+    (torch.cuda.mem_get_info) and the copy to it (Tensor.to) are stubs; the images are 1,000 bytes."""
+    x = np.zeros((10, 10, 10), dtype=np.uint8)
+    gpu = torch.device("cuda", 0)
+    free, moved = [0], []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free[0], 80 * 2**30))
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, *a, **kw: moved.append(device) or self)
+
+    def where(placement: str, free_bytes: int) -> str:
+        free[0], moved[:] = free_bytes, []
+        place(x, gpu, placement)
+        return "gpu" if moved == [gpu] else "host" if not moved else f"? {moved}"
+
+    assert where("auto", 2000) == "gpu"      # 1,000 bytes = half of 2,000 free: fits
+    assert where("auto", 1999) == "host"     # more than half of 1,999
+    assert where("auto", 10**12) == "gpu"
+    assert where("device", 10) == "gpu" and where("host", 10**12) == "host"

@@ -84,14 +84,43 @@ print("trained")
 
 
 def test_compile_is_in_place_and_keeps_parameter_names(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: calls.append(kw))
-    model = tiny_model()
-    names = list(model.state_dict())
-    speed.apply(model, compose_train("model.compile=max-autotune"))
-    speed.apply(model, compose_train("model.compile=true"))
-    speed.apply(model, compose_train())
-    assert calls == [{"mode": "max-autotune"}, {"mode": None}] and list(model.state_dict()) == names
+    """speed.apply really compiles the module it is given (TorchDynamo traces it on the next call; the eager
+    backend, not inductor's minute of C++), with the configured mode, in place: same object, same
+    parameter names, same outputs; and compiles nothing without model.compile."""
+    import torch._dynamo
+
+    real_compile = torch.nn.Module.compile
+    modes = []
+
+    def eager_compile(self, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return real_compile(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    x = torch.randn(2, 3, 32, 32)
+    plain = tiny_model()
+    speed.apply(plain, compose_train())
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    try:
+        with torch.no_grad():
+            plain(x)
+        assert modes == [] and plain._compiled_call_impl is None  # nothing compiled
+        assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        outputs = []
+        for mode in ("max-autotune", "true"):
+            model = tiny_model()
+            names, ref = list(model.state_dict()), model(x)
+            speed.apply(model, compose_train(f"model.compile={mode}"))
+            assert model._compiled_call_impl is not None, mode  # nn.Module.compile: this very object is compiled
+            with torch.no_grad():
+                outputs.append((model(x), ref))
+            assert list(model.state_dict()) == names and not any("_orig_mod" in n for n in model.state_dict())
+        # TorchDynamo traced the network (the second one, the same code, may reuse the first one's graph)
+        assert modes == ["max-autotune", None] and torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
+        assert all(torch.allclose(got, want, atol=1e-5) for got, want in outputs)
+    finally:
+        torch._dynamo.reset()
 
 
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="model.compile needs a C++ compiler")

@@ -317,6 +317,36 @@ def test_search_k_runs_ordinary_runs_where_the_sweep_would(tmp_path, monkeypatch
     assert json.loads((sweep / "search_k-conv1x1-tol1.json").read_text())["k"] == 7
 
 
+def test_search_metric_picks_the_record_field_the_bisection_reads(tmp_path, monkeypatch):
+    """search.metric (default test_top1) names the record field compared with the baseline: the same runs
+    give K=7 by test_top1 and K=3 by val_top1_best; a field the records lack is one line, naming the key."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from spatialprobe import search_k
+    from spatialprobe.errors import UserError
+
+    def fake_run(cfg, run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        k = int(cfg.k)
+        return {"status": "complete", "test_top1": 74.0 if k <= 7 else 60.0, "val_top1_best": 80.0 if k <= 3 else 70.0}
+
+    def searched(tag, *extra):
+        monkeypatch.setenv("SPATIALPROBE_RUNS", str(tmp_path / tag))
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("search_k", overrides=["experiment=vgg16_cifar100_kcurve", "method=conv1x1",
+                                                 "search.tolerance=1.0", *extra], return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            return search_k.search(cfg, run_fn=fake_run)
+
+    default = searched("a")
+    assert default["metric"] == "test_top1" and default["k"] == 7 and default["baseline"] == 74.0
+    by_val = searched("b", "search.metric=val_top1_best")
+    assert by_val["metric"] == "val_top1_best" and by_val["k"] == 3 and by_val["baseline"] == 80.0
+    assert all("val_top1_best" in r for r in by_val["runs"])
+    with pytest.raises(UserError, match="the record has no test_cons8; choose search.metric"):
+        searched("c", "search.metric=test_cons8")
+
+
 def test_search_k_needs_one_configuration(tmp_path, monkeypatch):
     from hydra.core.hydra_config import HydraConfig
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 
 import pytest
 import torch
 
-from conftest import TINY, cli, run_cli
+from conftest import REPO, TINY, cli, run_cli
 
 
 def train(args, env, cwd, run_dir, process=False):
@@ -52,7 +53,14 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
     assert rec["data_sizes"] == {"train": 160, "val": 64, "test": 64}
     assert rec["config"]["model"]["width"] == 0.0625 and rec["config_hash"] and rec["wall_time_s"] > 0
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "checkpoints" / "best.ckpt").is_file()
-    assert rec["progress"] == {"epoch": 1, "epochs": 1}
+    assert rec["progress"] == {"epoch": 1, "epochs": 1} and rec["resumed_from"] is None
+    # the git commit of the checkout that ran (docs/configuration.md), and whether tracked files differed from it
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (not an unpacked source archive)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        assert rec["git_commit"] == head.stdout.strip() and len(rec["git_commit"]) == 40
+        assert rec["git_dirty"] is bool(dirty)
     # the console: our own lines; Lightning's info lines, tips, model summary and warnings: in the log file
     console, logfile = p.stdout + p.stderr, (run_dir / "train.log").read_text()
     for noise in ("GPU available", "Tip:", "Total Flops", "Warning", "srun"):
@@ -84,10 +92,14 @@ def test_tiny_run_writes_a_complete_record_and_rerun_skips(fake_cifar10, env, tm
 
 def test_best_ckpt_holds_the_epoch_of_the_highest_val_top1(fake_cifar10, env, tmp_path):
     """docs/configuration.md: best.ckpt = highest val_top1. The learning rate jumps 100x (to 5) for the last epoch,
-    which wrecks the network: the best epoch is an earlier one, and best != last."""
+    which wrecks the network: the best epoch is an earlier one, and best != last. Every test metric is recorded
+    for both (docs/position.md: test_cons<S> and test_cons<S>_best), each that checkpoint's own."""
+    from conftest import consistency_by_hand
+
     run_dir = tmp_path / "run"
     args = ["dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "trainer.max_epochs=3", "recipe.lr=0.05",
-            "recipe.schedule=multistep", "recipe.milestones=[0.6]", "recipe.gamma=100"]
+            "recipe.schedule=multistep", "recipe.milestones=[0.6]", "recipe.gamma=100", "eval.consistency=4",
+            "eval.consistency_passes=2"]
     p = train(args, env, tmp_path, run_dir)
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.loads((run_dir / "result.json").read_text())
@@ -103,6 +115,11 @@ def test_best_ckpt_holds_the_epoch_of_the_highest_val_top1(fake_cifar10, env, tm
     # the weights in best.ckpt are the best epoch's: evaluated on the (same) test images they give its accuracy
     assert evaluate(run_dir / "checkpoints" / "best.ckpt", env, tmp_path)["top1_mean"] == pytest.approx(
         val[best_epoch], abs=1e-3) == rec["test_top1_best"]
+    # Cons.4 over 64 test images x 2 passes, of the final and of the best network, recomputed here
+    assert rec["test_cons4"] == pytest.approx(consistency_by_hand(run_dir / "checkpoints" / "last.ckpt", 4, 2,
+                                                                  rec["eval_seed"]), abs=1e-3)
+    assert rec["test_cons4_best"] == pytest.approx(consistency_by_hand(run_dir / "checkpoints" / "best.ckpt", 4, 2,
+                                                                       rec["eval_seed"]), abs=1e-3)
 
 
 def test_resume_false_trains_an_unfinished_run_from_scratch(fake_cifar10, env, tmp_path):
@@ -187,3 +204,24 @@ def test_wandb_offline_run_holds_the_logged_metrics(fake_cifar10, env, tmp_path)
     assert run["summary"]["test_top1_final"] == pytest.approx(rec["test_top1_final"], abs=1e-3)
     assert run["summary"]["params"] == rec["params"]
     assert run["config"]["model"]["width"] == 0.0625
+
+
+def test_git_state_names_the_commit_and_whether_tracked_files_changed(tmp_path):
+    """The record's ``git_commit`` / ``git_dirty`` (runner.REPO: the checkout the package was imported from)."""
+    from spatialprobe.run.records import git_state
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True,
+                              env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                                   "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(tmp_path)}).stdout.strip()
+
+    assert git_state(tmp_path) == {"git_commit": None, "git_dirty": None}  # not a repository
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-q", "-m", "first")
+    assert git_state(tmp_path) == {"git_commit": git("rev-parse", "HEAD"), "git_dirty": False}
+    (tmp_path / "untracked.txt").write_text("not part of the code\n")
+    assert git_state(tmp_path)["git_dirty"] is False  # untracked files do not count
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == {"git_commit": git("rev-parse", "HEAD"), "git_dirty": True}

@@ -105,12 +105,37 @@ def test_wandb_modes_and_credentials(tmp_path, monkeypatch):
     require_wandb_login("online")
 
 
+def test_logger_mode_defaults_to_wandb_mode_and_the_command_line_wins(tmp_path, monkeypatch):
+    """docs/wandb.md: `logger=wandb` logs offline by default, `$WANDB_MODE` (wandb's names too) sets the mode
+    instead, and `logger.mode=` on the command line wins over both; the mode reaches the credentials check."""
+    from conftest import compose_train
+    from spatialprobe.errors import ConfigError
+    from spatialprobe.train import validate
+
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "cfg"))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert compose_train("logger=wandb").logger.mode == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert compose_train("logger=wandb").logger.mode == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "run")  # wandb's name for online
+    cfg = compose_train("logger=wandb")
+    assert cfg.logger.mode == "run"
+    with pytest.raises(ConfigError, match="logger.mode='online' is invalid: no W&B credentials"):
+        validate(cfg)  # taken as online: the credentials are checked
+    explicit = compose_train("logger=wandb", "logger.mode=offline")
+    assert explicit.logger.mode == "offline"
+    validate(explicit)
+
+
 @pytest.mark.parametrize("fail_after,mode,note,init_timeout", [
     ("start", "offline", "W&B was unreachable at the start", 3),
     ("file_stream", "online", "upload did not finish", 600),
 ], ids=["unreachable-at-start", "network-lost-mid-run"])
 def test_online_run_survives_a_failing_network(fail_after, mode, note, init_timeout, fake_cifar10, tmp_path,
-                                               monkeypatch):
+                                               monkeypatch, capfd):
     """logger.mode=online against a W&B server that cannot be reached from the start, or stops
     answering once the run streams data: the run completes, its data stays in the local run file
     (for `wandb sync`) and the record says what happened.
@@ -133,10 +158,14 @@ def test_online_run_survives_a_failing_network(fail_after, mode, note, init_time
         monkeypatch.setenv("WANDB_BASE_URL", server.url)
         cfg = compose_train("dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "logger=wandb",
                             "logger.mode=online", f"logger.init_timeout={init_timeout}", "logger.finish_timeout=3")
+        capfd.readouterr()
         rec = run(cfg, tmp_path / "run")
     wandb.teardown()
     assert rec["status"] == "complete" and rec["wandb_mode"] == mode
     assert note in rec["wandb_fallback"], rec["wandb_fallback"]
+    # docs/wandb.md: "in both cases wandb_fallback says so and a one-line warning is printed"
+    warnings = [ln for ln in capfd.readouterr().err.splitlines() if ln.startswith("spatialprobe: warning:")]
+    assert len(warnings) == 1 and note in warnings[0] and "wandb sync" in warnings[0], warnings
     if mode == "online":  # it really was online before the network went: the server saw the run created
         assert "mutation UpsertBucket" in server.seen and f"wandb sync {rec['wandb_dir']}" in rec["wandb_fallback"]
     (wb_file,) = Path(rec["wandb_dir"]).glob("run-*.wandb")
@@ -175,6 +204,7 @@ def test_figures_run_holds_every_figure_chart_and_table_and_collect_reads_it_bac
     (wb_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
     wb = run_contents(wb_file)
     assert wb["group"] == "exp" and wb["job_type"] == "figures"
+    assert wb["name"] == "figures-exp" and wb["tags"] == ["figures"]  # docs/wandb.md: name figures-<group>, tag figures
     logged = {key.rsplit("/", 1)[0]: value for key, value in wb["summary"].items() if key.endswith("/_type")}
     pngs = {p.stem for p in written if p.suffix == ".png"}
     csvs = {p.stem for p in written if p.suffix == ".csv"}

@@ -45,7 +45,7 @@ def run_contents(path: Path) -> dict:
     """history rows, summary values, run metadata (group, tags, job type) of one offline run file."""
     import json
 
-    out = {"history": [], "summary": {}, "group": None, "tags": [], "config": {}, "job_type": None}
+    out = {"history": [], "summary": {}, "group": None, "tags": [], "config": {}, "job_type": None, "name": None}
     for rec in read_records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
@@ -54,6 +54,7 @@ def run_contents(path: Path) -> dict:
             out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.summary.update})
         elif kind == "run":
             out["group"], out["tags"], out["job_type"] = rec.run.run_group, list(rec.run.tags), rec.run.job_type
+            out["name"] = rec.run.display_name
             out["config"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
                                   for i in rec.run.config.update})
         elif kind == "config":

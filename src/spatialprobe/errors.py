@@ -59,8 +59,19 @@ def report(err: UserError) -> None:
 
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Turn a UserError into one line on stderr and exit status 2."""
+    """Turn a UserError into one line on stderr and exit status 2 (also one raised by a config resolver, which
+    OmegaConf wraps into its own error, e.g. ``$SPATIALPROBE_CPU_BF16`` read by ``${sp.cpu_precision:}``)."""
     try:
         yield
     except UserError as err:
         report(err)
+    except Exception as err:
+        if type(err).__module__.startswith("omegaconf"):
+            cause = err  # OmegaConf keeps the resolver's own error in the chain of the one it raises
+            for _ in range(8):
+                cause = cause.__cause__ or cause.__context__
+                if cause is None:
+                    break
+                if isinstance(cause, UserError):
+                    report(cause)
+        raise

@@ -78,7 +78,8 @@ def classifier_data(tcfg: DictConfig, cfg: DictConfig):
                 continue
             n, b = dm.n, len(x)
             rows = torch.randint(n, (b,), generator=g)
-            side = torch.randint(n // 2, (b,), generator=g)  # a column strictly left of the middle
+            # a column strictly left of the middle (a 1x1 grid has none: only ranking=overall reaches here)
+            side = torch.randint(n // 2, (b,), generator=g) if n >= 2 else torch.zeros(b, dtype=torch.long)
             cols = {"overall": torch.randint(n, (b,), generator=g), "left": side, "right": n - 1 - side}[ranking]
             yield paste(x, (rows * n + cols).to(x.device), n)
 

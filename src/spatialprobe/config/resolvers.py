@@ -10,17 +10,24 @@ None; the config checks (``spatialprobe.config.schema.check_dataset``) then name
 (conf/train.yaml), from ``spatialprobe.config.schema.RESULT_NEUTRAL_KEYS``.
 ``${sp.cpu_precision:}``: ``bf16-mixed`` on a CPU with bfloat16 instructions (``avx512_bf16`` or
 ``amx_bf16``), else ``32-true`` (trainer=cpu; bf16 autocast without them is slower than fp32).
+``SPATIALPROBE_CPU_BF16=1`` / ``=0`` forces the answer to "this CPU has bfloat16" (for every run of the
+process and its children: the resolver, ``evaluate``, the benchmarks), e.g. to run the test suite as on the
+other kind of CPU; unset or empty, the CPU's flags decide.
 Registered when the package is imported, before Hydra composes a config.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: forces :func:`cpu_has_bf16`'s answer: 1 (as on a CPU with bfloat16 instructions) or 0 (as on one without)
+CPU_BF16_ENV = "SPATIALPROBE_CPU_BF16"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _int(value) -> int | None:
@@ -49,14 +56,29 @@ def count_or(items, default):
 
 
 @functools.cache
-def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes bfloat16 natively (read from the kernel's flags, without importing torch)."""
+def cpuinfo_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU described by ``cpuinfo`` computes bfloat16 natively (the kernel's flags; no torch)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return any(f in flags for f in BF16_CPU_FLAGS)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively: ``$SPATIALPROBE_CPU_BF16`` when set (1 / 0), else its flags."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip().lower()
+    if forced in _TRUE:
+        return True
+    if forced in _FALSE:
+        return False
+    if forced:
+        from spatialprobe.errors import ConfigError
+
+        raise ConfigError(f"${CPU_BF16_ENV}", forced, "forces whether this CPU has bfloat16 instructions",
+                          ["1", "0", "unset (the CPU's flags decide)"])
+    return cpuinfo_has_bf16()
 
 
 def cpu_precision() -> str:

@@ -277,8 +277,10 @@ def _check_imagefolder_dataset(cfg) -> None:
 
 def _check_grid_dataset(cfg) -> None:
     """The grid keys come first: num_classes and image_size are derived from them."""
-    require_number(cfg, "dataset.grid", integer=True, minimum=1)
-    require_choice(cfg, "dataset.target", GRID_TARGETS)
+    grid = require_number(cfg, "dataset.grid", integer=True, minimum=1)
+    if require_choice(cfg, "dataset.target", GRID_TARGETS) == "location" and grid == 1:
+        raise ConfigError("dataset.grid", grid, "a 1x1 grid has one location, nothing to learn; dataset.target=class "
+                          "takes it (the plain image)", [">= 2"])
     require_choice(cfg, "dataset.source", GRID_SOURCES)
     require_positive_int(cfg, "dataset.source_classes")
     require_positive_int(cfg, "dataset.cell_size")
@@ -381,6 +383,8 @@ TASKS = tuple(sorted(p.stem for p in (CONF_DIR / "task").glob("*.yaml") if not p
 #: Methods a detector's backbone takes: every kind that keeps the spatial map the boxes are read from
 DETECT_METHODS = tuple(name for name, kind in METHOD_KINDS.items() if kind != "gap_fc")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+#: debug.kill_during: the moments other than a training step at which a run can be SIGKILLed (run.callbacks.DebugFaults)
+KILL_MOMENTS = ("validation", "epoch_end", "epoch_start", "test")
 SCHEDULES = ("multistep", "exponential", "poly", "onecycle", "cosine", "constant")
 #: Lightning's precision values and their short aliases
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
@@ -555,6 +559,8 @@ def check_run(cfg) -> None:
     require_number(cfg, "debug.kill_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.hang_at_step", integer=True, minimum=0, optional=True)
     require_number(cfg, "debug.crash_at_epoch", integer=True, minimum=0, optional=True)
+    if get(cfg, "debug.kill_during") is not None:
+        require_choice(cfg, "debug.kill_during", KILL_MOMENTS)
     only = get(cfg, "debug.only_jobs")
     if only is not None and not (_is_list(only) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                         for n in only)):

@@ -40,7 +40,8 @@ def debug_faults(cfg: DictConfig, run_dir: Path) -> list:
     only = cfg.debug.get("only_jobs")
     if only is not None and hydra_job_num() not in set(only):
         return []
-    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"))]
+    return [DebugFaults(run_dir, cfg.debug.kill_at_step, cfg.debug.crash_at_epoch, cfg.debug.get("hang_at_step"),
+                        cfg.debug.get("kill_during"))]
 
 
 #: errors of a file system that refuses a write: disk full, quota, read-only, permission, file too large
@@ -104,7 +105,7 @@ def _run_owned(cfg: DictConfig, run_dir: Path, lock) -> dict:
         resolved, chash,
         name=cfg.name, model=cfg.model.name, arch=cfg.model.arch, dataset=cfg.dataset.name,
         method=cfg.method.name, k=int(cfg.k), seed=int(cfg.seed), spatialprobe_version=spatialprobe.__version__,
-        **git_state(REPO),
+        **git_state(REPO), resumed_from=None,
     )
     if resume_from is not None and resume_from.path is not None:
         steps = {name: step for name, step in steps.items() if (run_dir / "checkpoints" / name).is_file()}
@@ -282,7 +283,9 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                             attempt=int(record.data["attempts"]))
     resumable = ResumableCheckpoint(run_dir / "checkpoints" / "last.ckpt", cfg.checkpoint.every_n_steps,
                                     cfg.checkpoint.every_minutes, bool(cfg.checkpoint.on_signal),
-                                    deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail)
+                                    deadline_s=cfg.checkpoint.signal_deadline_s, on_stuck=record.fail,
+                                    on_resume=lambda resumed: record.update(
+                                        resumed_from={**(record.data.get("resumed_from") or {}), **resumed}))
     seeds = SeedSchedule(int(cfg.seed), int(eval_seed))
     speed = Throughput(record.data.get("flops"), str(cfg.trainer.precision))
     # Lightning's plain summary and progress bar, whatever else is installed (with `rich` present it would pick
@@ -312,7 +315,8 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
                          **trainer_args)
 
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from.path) if resume_from is not None else None)
-    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # a fit resumed from the final checkpoint trains nothing: the metrics of the training it finished
+    fit_metrics = {**resumable.restored_metrics, **{k: float(v) for k, v in trainer.callback_metrics.items()}}
     if watched not in fit_metrics and trainer.limit_val_batches:
         fit_metrics.update({k: float(v) for k, v in trainer.validate(module, datamodule=dm, verbose=False)[0].items()})
     # a random op active at test time (a shuffle): eval.test_passes passes, mean and spread; else one

@@ -51,7 +51,8 @@ def build_deeplab(num_classes: int = 19, weights: str | Path | None = None, stat
                 state = state[key]
         if not isinstance(state, dict):
             raise DataError(f"{path}: not a state dict of deeplabv3_resnet50 (a mapping of parameter names to tensors)")
-        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("aux_classifier.")}
+        state = {k.removeprefix("module."): v for k, v in state.items()}  # DDP's prefix, then the aux head's keys
+        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
         try:
             model.load_state_dict(state)
         except RuntimeError as err:

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from spatialprobe.config.schema import KILL_MOMENTS
 from spatialprobe.errors import UserError
 from spatialprobe.run.files import atomic_file, os_error
 from spatialprobe.run.streams import seed_global
@@ -275,8 +276,9 @@ class ResumableCheckpoint(pl.Callback):
     SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
     def __init__(self, path: Path, every_n_steps: int | None = None, every_minutes: float | None = None,
-                 on_signal: bool = True, deadline_s: float | None = 60.0, on_stuck=None):
+                 on_signal: bool = True, deadline_s: float | None = 60.0, on_stuck=None, on_resume=None):
         self.path = Path(path)
+        self.on_resume = on_resume  # called with {"step", "epoch", "saved_for"} of the checkpoint a fit resumes from
         self.every_n_steps, self.every_minutes, self.on_signal = every_n_steps, every_minutes, on_signal
         self.deadline_s, self.on_stuck = deadline_s, on_stuck
         self._previous: dict[int, object] = {}
@@ -287,6 +289,7 @@ class ResumableCheckpoint(pl.Callback):
         self._last_save = time.monotonic()
         self._deadline: SignalDeadline | None = None
         self._last_step = 0
+        self.restored_metrics: dict[str, float] = {}  # callback_metrics of the checkpoint a fit resumed from
 
     # -- signals
     def _handler(self, signum, frame) -> None:
@@ -365,11 +368,23 @@ class ResumableCheckpoint(pl.Callback):
         finally:
             self._last_reason, self._saving_for = self._saving_for, None
         self._last_save = time.monotonic()
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # a fit resuming from a checkpoint (not a test loading best.ckpt): say which one, and why it was written
+        if getattr(trainer.state, "fn", None) != "fit":
+            return
+        self.restored_metrics = dict(checkpoint.get("callback_metrics") or {})
+        if self.on_resume is not None:
+            self.on_resume({"step": int(checkpoint.get("global_step", 0)), "epoch": int(checkpoint.get("epoch", 0)),
+                            "saved_for": checkpoint.get("saved_for")})
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         # why this checkpoint was written: a signal's name, "schedule" (every_n_steps / every_minutes),
         # or None (Lightning's own epoch-end and best checkpoints)
         checkpoint["saved_for"] = self._saving_for
+        # the epoch-level metrics so far (train_loss_epoch, val_*): a run resumed from the final checkpoint (killed
+        # in its final test) trains nothing, and records the values the finished training had
+        checkpoint["callback_metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items()
+                                          if getattr(v, "numel", lambda: 1)() == 1}
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._in_fit = False
@@ -391,13 +406,20 @@ class InjectedFault(RuntimeError):
 class DebugFaults(pl.Callback):
     """Faults injected on purpose, each at most once per run directory (a marker file remembers):
     ``kill_at_step``: the process SIGKILLs itself right after that training step;
+    ``kill_during``: the process SIGKILLs itself at a moment of the run other than a training step:
+    ``validation`` (after the first batch of the first validation, the sanity check aside), ``epoch_end``
+    (at the end of the first training epoch, its validation done, before the epoch-end checkpoint is
+    written: Lightning runs the checkpoint callbacks last), ``epoch_start`` (at the start of the second
+    epoch, before its first batch) or ``test`` (after the first batch of the final test);
     ``crash_at_epoch``: an exception at the end of that epoch (a job that fails once);
     ``hang_at_step``: the training step after that one never returns (a kernel that hangs)."""
 
+    MOMENTS = KILL_MOMENTS
+
     def __init__(self, run_dir: Path, kill_at_step: int | None = None, crash_at_epoch: int | None = None,
-                 hang_at_step: int | None = None):
+                 hang_at_step: int | None = None, kill_during: str | None = None):
         self.run_dir, self.kill_at_step, self.crash_at_epoch = Path(run_dir), kill_at_step, crash_at_epoch
-        self.hang_at_step = hang_at_step
+        self.hang_at_step, self.kill_during = hang_at_step, kill_during
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.hang_at_step is not None and trainer.global_step == int(self.hang_at_step) and self._first_time("hang"):
@@ -411,11 +433,27 @@ class DebugFaults(pl.Callback):
         marker.write_text("injected once\n")
         return True
 
+    def _kill_during(self, moment: str) -> None:
+        if self.kill_during == moment and self._first_time(f"kill-{moment}"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.kill_at_step is not None and trainer.global_step == int(self.kill_at_step) and self._first_time("kill"):
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._kill_during("validation")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._kill_during("test")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            self._kill_during("epoch_start")
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._kill_during("epoch_end")
         if (self.crash_at_epoch is not None and trainer.current_epoch == int(self.crash_at_epoch)
                 and self._first_time("crash")):
             raise InjectedFault(f"debug.crash_at_epoch={self.crash_at_epoch}: injected failure")
