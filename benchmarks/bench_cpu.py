@@ -1,4 +1,4 @@
-"""CPU training step: bf16 autocast, channels_last, both, torch.compile against fp32 NCHW; the sweep's thread layout.
+"""CPU training step: bf16 autocast, channels_last, both, oneDNN off, torch.compile against fp32 NCHW; the thread layout.
 
 The network is the demo's (``experiment=demo_cifar10_kcurve``: VGG-16-BN x0.25, 256-wide
 classifier, the ``cpu`` recipe's SGD), on real CIFAR-10 batches of 128 from the device-resident
@@ -50,8 +50,8 @@ class Variant:
     """One copy of the network with its speed options, its optimiser and its batches."""
 
     def __init__(self, name: str, model: torch.nn.Module, recipe: dict, batches: list, *, bf16: bool = False,
-                 channels_last: bool = False, compile: bool = False):
-        self.name, self.bf16 = name, bf16
+                 channels_last: bool = False, compile: bool = False, onednn: bool = True):
+        self.name, self.bf16, self.onednn = name, bf16, onednn
         self.model = copy.deepcopy(model).train()
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=fmt)
@@ -69,11 +69,12 @@ class Variant:
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
         t0 = time.process_time()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            loss = torch.nn.functional.cross_entropy(self.model(x), y)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        with torch.backends.mkldnn.flags(enabled=self.onednn):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                loss = torch.nn.functional.cross_entropy(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
         return time.process_time() - t0
 
 
@@ -106,7 +107,8 @@ def precision_rows(args) -> list[dict]:
                                  ("spatial_shuffle k=6", ("method=spatial_shuffle", "k=6"))):
             model, recipe = demo_network(*overrides)
             variants = [Variant("fp32 NCHW", model, recipe, batches),
-                        Variant("channels_last", model, recipe, batches, channels_last=True)]
+                        Variant("channels_last", model, recipe, batches, channels_last=True),
+                        Variant("oneDNN off (ATen's own fp32 convolutions)", model, recipe, batches, onednn=False)]
             if bf16:
                 variants += [Variant("bf16 autocast", model, recipe, batches, bf16=True),
                              Variant("bf16 autocast + channels_last", model, recipe, batches, bf16=True,

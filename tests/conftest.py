@@ -89,6 +89,12 @@ def cli(module: str, args: list[str], env: dict | None = None, cwd: Path | None 
             os.chdir(cwd)
         sys.argv = [module, *map(str, args)]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            # a process without logging handlers prints warnings on stderr (logging's last resort); here pytest's
+            # capture handlers sit on the root logger, so print them as that process would (Hydra's commands
+            # replace the root's handlers with their own console and log file)
+            last_resort = logging.StreamHandler(err)
+            last_resort.setLevel(logging.WARNING)
+            root.addHandler(last_resort)
             try:
                 main()
             except SystemExit as exit_:

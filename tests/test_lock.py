@@ -214,7 +214,7 @@ def test_a_sweep_lists_a_job_running_elsewhere_and_goes_on(fake_cifar10, env, tm
     args = ["-m", "dataset=cifar10", f"dataset.root={fake_cifar10}", *TINY, "method=channel_shuffle", "k=0,1",
             f"hydra.sweep.dir={sweep_dir}"]
     busy = sweep_dir / "dataset=cifar10,k=1,method=channel_shuffle,model.width=0.0625,recipe.batch_size=16," \
-                       "trainer.max_epochs=1"
+                       "trainer.max_epochs=1,trainer.precision=32-true"
     plant(busy, host="node-elsewhere", pid=4242, slurm_job=None)
     dry = cli("spatialprobe.train", [*args, "dry_run=true"], env, tmp_path)
     assert "  [running: pid 4242 on node-elsewhere (heartbeat" in dry.stdout and "  [to do] " in dry.stdout

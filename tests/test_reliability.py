@@ -174,8 +174,8 @@ def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted
     assert ckpt["saved_for"] == "SIGTERM" and 3 <= ckpt["global_step"] < 30
     resumed = in_process(args, env, tmp_path, run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert record(run_dir)["resumed_from"] == {"step": ckpt["global_step"], "epoch": ckpt["epoch"],
-                                               "saved_for": "SIGTERM"}
+    assert record(run_dir)["resumed_from"] == {"file": "last.ckpt", "step": ckpt["global_step"], "steps_lost": 0,
+                                               "epoch": ckpt["epoch"], "saved_for": "SIGTERM"}
     second = (run_dir / "logs" / "attempt-2" / "metrics.csv").read_text().splitlines()
     assert min(int(row.split(",")[header_index(second, "step")]) for row in second[1:]) >= ckpt["global_step"]
     assert_same_result(run_dir, reference)
@@ -238,6 +238,7 @@ def test_checkpoint_every_minutes_and_every_n_steps():
     """ResumableCheckpoint on a fake clock: last.ckpt when the minutes are up or every n steps."""
     class Trainer:
         global_step = 0
+        callback_metrics: dict = {}
 
         def __init__(self, callback):
             self.saved, self.callback = [], callback
@@ -272,6 +273,7 @@ def test_a_signal_saves_last_ckpt_at_the_next_batch_boundary_then_goes_to_the_pr
 
     class Trainer:
         global_step = 0
+        callback_metrics: dict = {}
 
         def __init__(self):
             self.saved = []
@@ -428,7 +430,8 @@ def test_a_truncated_last_ckpt_resumes_from_the_previous_one_and_says_what_it_co
                      f"truncated); resuming from previous.ckpt at step {steps['previous.ckpt']}: {lost} training step(s) "
                      f"lost (the newest checkpoint was at step {steps['last.ckpt']})"], resumed.stderr[-2000:]
     rec = record(run_dir)
-    assert rec["resumed_from"] == {"file": "previous.ckpt", "step": steps["previous.ckpt"], "steps_lost": lost}
+    assert {k: rec["resumed_from"][k] for k in ("file", "step", "steps_lost")} == {
+        "file": "previous.ckpt", "step": steps["previous.ckpt"], "steps_lost": lost}
     assert rec["attempts"] == 2 and (run_dir / "checkpoints" / "last.ckpt.unreadable").is_file()
     second = (run_dir / "logs" / "attempt-2" / "metrics.csv").read_text().splitlines()
     assert min(int(row.split(",")[header_index(second, "step")]) for row in second[1:]) >= steps["previous.ckpt"]

@@ -176,9 +176,9 @@ def put(config: dict, key: str, value) -> dict:
 
 #: What this test holds to be result-neutral, written out here rather than read from the schema (so that the
 #: hash is checked against a statement of its own, not against the rule it is computed with): where the data
-#: lives and how it is read or checked, names, logging, checkpoint frequency, injected faults, resumption.
+#: lives and how it is read or checked, names, logging, checkpoint frequency, injected faults, resumption, the run lock.
 NEUTRAL_BY_HAND = ("experiment", "experiment_name", "name", "resume", "dry_run", "cost", "paths", "dataset.root",
-                   "dataset.format", "dataset.download", "dataset.verify", "logger", "checkpoint", "debug",
+                   "dataset.format", "dataset.download", "dataset.verify", "logger", "checkpoint", "lock", "debug",
                    "trainer.enable_progress_bar", "trainer.log_every_n_steps")
 
 

@@ -232,7 +232,7 @@ def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path)
     assert "2 of 2 runs complete" in p.stdout and "[2/2] spatial_shuffle k=2: skipped, already complete" in p.stdout
     runs = sorted(d for d in sweep_dir.iterdir() if (d / "result.json").is_file())
     assert [d.name for d in runs] == [f"dataset=cifar10,k={k},method=spatial_shuffle,model.width=0.0625,model=resnet18,"
-                                      "recipe.batch_size=16,trainer.max_epochs=1"  # result-neutral keys left out
+                                      "recipe.batch_size=16,trainer.max_epochs=1,trainer.precision=32-true"  # neutral keys left out
                                       for k in (0, 2)]
     first = {d: read(d) for d in runs}
     assert [r["k"] for r in first.values()] == [0, 2] and all(r["status"] == "complete" for r in first.values())
