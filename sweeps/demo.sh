@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # `make demo`: a real small K-sweep on real CIFAR-10 on the CPU, ending in the K-curve figure and the results site.
-# experiment=demo_cifar10_kcurve: narrow VGG-16-BN, 10,240 training / 2,000 test images, 12 epochs;
-# the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 and 6 convs: 5 runs in one
-# multirun. Re-running it skips the complete runs. Reads CIFAR-10 from $SPATIALPROBE_CIFAR10 when set (a
+# experiment=demo_cifar10_kcurve: narrow VGG-16-BN, 10,240 training / 2,000 test images, 8 epochs;
+# the baseline, then spatial_shuffle vs channel_shuffle on the last K = 3 convs: 3 runs in one multirun. Re-running it skips the complete runs. Reads CIFAR-10 from $SPATIALPROBE_CIFAR10 when set (a
 # local copy), else from data/cifar10, where torchvision downloads it on the first run.
 #   local:  bash sweeps/demo.sh               (the runs side by side as local processes, 1 thread each)
 #   SLURM:  LAUNCHER=slurm bash sweeps/demo.sh
 #   -v:     bash sweeps/demo.sh -v            (the runs' full logs on the console too)
 # Each run uses one thread: several one-thread runs side by side train faster than one run with all
-# threads, and much faster on a busy machine (benchmarks/bench_cpu.py). 5 runs on c cores go
-# ceil(5 / (5 // c)) at a time (3 on 2 cores: 3 + 2 runs, no core idle; DEMO_PARALLEL overrides).
+# threads, and much faster on a busy machine (benchmarks/bench_cpu.py). 3 runs on c cores go
+# ceil(3 / (3 // c)) at a time (all 3 on 2 cores, none idle; 1 at a time on 1 core; DEMO_PARALLEL overrides).
 LAUNCHER=${LAUNCHER:-local}
 source "$(dirname "$0")/lib.sh"
 ROOT=$CIFAR10_ROOT   # $SPATIALPROBE_CIFAR10, else data/cifar10 (torchvision downloads it there)
 
-JOBS=5
+JOBS=3
 ARGS=()
 if [ "$LAUNCHER" != slurm ]; then
     CORES=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
