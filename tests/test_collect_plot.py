@@ -257,6 +257,26 @@ def test_plot_draws_mean_lines_std_bands_dashed_baseline_and_the_top_axis(tmp_pa
     assert top.get_xlim() == pytest.approx(tuple(100 * x / 13 for x in ax.get_xlim()))
 
 
+def test_every_k_curve_starts_at_the_baseline_when_only_the_baseline_ran_k0(tmp_path, drawn):
+    """The demo's sweep: method=none at K=0, the shuffles at K=3 only. Each shuffle's line starts at K=0 from the
+    baseline's accuracy (a K-curve of one point would hang in the air), in the figure and in its chart."""
+    import numpy as np
+    import pandas as pd
+
+    rows = [{"record": "train", "status": "complete", "model": "vgg16", "dataset": "cifar10", "method": m, "k": k,
+             "seed": 0, "params": 10, "units": 13, "test_top1": acc}
+            for m, k, acc in (("none", 0, 63.85), ("spatial_shuffle", 3, 59.85), ("channel_shuffle", 3, 35.35))]
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    out = make_all(tmp_path / "t.csv", tmp_path / "fig")
+    lines = lines_of(drawn["vgg16 on cifar10"][0].axes[0])
+    assert list(lines["spatial_shuffle"].get_xdata()) == [0, 3] and list(lines["channel_shuffle"].get_xdata()) == [0, 3]
+    assert np.allclose(lines["spatial_shuffle"].get_ydata(), [63.85, 59.85])
+    assert np.allclose(lines["channel_shuffle"].get_ydata(), [63.85, 35.35])
+    points = out.charts["kcurve_vgg16_cifar10"].points
+    assert points[points.series == "channel_shuffle"][["x", "y"]].values.tolist() == [[0, 63.85], [3, 35.35]]
+    assert sorted(points[points.series == "baseline"]["x"]) == [0, 3]
+
+
 def matplotlib_rgb(color):
     from matplotlib.colors import to_rgb
 

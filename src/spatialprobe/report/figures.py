@@ -6,8 +6,8 @@ Writes into DIR (default: figures/ beside the table), PNG and PDF for every figu
 
 * ``kcurve_<model>_<dataset>``: accuracy vs K (bottom axis; top axis: K as % of the units), one
   line per method (and per variant: downsample, patch size, augmentation, image size ... whatever
-  varies in the sweep), the baseline (K=0) as a horizontal line; with several seeds the mean and a
-  +-1 std band;
+  varies in the sweep; a line without a K=0 run of its own starts from the baseline), the baseline
+  (K=0) as a horizontal line; with several seeds the mean and a +-1 std band;
 * ``unit_<model>_<dataset>``: the same against the index of the single modified unit
   (``method.unit`` sweeps);
 * ``compressed.{csv,md}``: per model, dataset and method the most compressed network (fewest
@@ -171,8 +171,12 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
                 if kind == "kcurve" and pts["k"].max() == 0:
                     continue  # a baseline-only line (method=none): drawn as the baseline below
                 c = colors[i % len(colors)]
-                ax.plot(pts[xcol], pts["acc"], marker="o", ms=4, color=c, label=line)
-                drawn += [(line, x, y) for x, y in zip(pts[xcol], pts["acc"], strict=True)]
+                xs, ys = list(pts[xcol]), list(pts["acc"])
+                base = pts["baseline"].dropna()
+                if kind == "kcurve" and xs[0] > 0 and len(base):  # every K-curve starts at K=0, the baseline
+                    xs, ys = [0, *xs], [float(base.iloc[0]), *ys]
+                ax.plot(xs, ys, marker="o", ms=4, color=c, label=line)
+                drawn += list(zip([line] * len(xs), xs, ys, strict=True))
                 if (pts["seeds"] > 1).any():
                     ax.fill_between(pts[xcol], pts["acc"] - pts["acc_std"], pts["acc"] + pts["acc_std"], color=c,
                                     alpha=0.2, lw=0)
@@ -183,7 +187,8 @@ def plot_curves(agg, outdir: Path, metric: str = "test_top1") -> Outputs:
             for j, (_, b) in enumerate(bases.iterrows()):
                 lab = "baseline" + (f" ({b['setting']})" if b["setting"] else "")
                 ax.axhline(b["baseline"], color="black", ls=("--", ":", "-.")[j % 3], lw=1.2, label=lab)
-                drawn += [(lab, x, b["baseline"]) for x in (curves[xcol].min(), curves[xcol].max())]
+                lo = 0 if kind == "kcurve" else curves[xcol].min()
+                drawn += [(lab, x, b["baseline"]) for x in (lo, curves[xcol].max())]
                 if b["baseline_std"] and not math.isnan(b["baseline_std"]):
                     ax.axhspan(b["baseline"] - b["baseline_std"], b["baseline"] + b["baseline_std"], color="black",
                                alpha=0.08, lw=0)
