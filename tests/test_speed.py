@@ -266,3 +266,21 @@ def test_the_cpu_experiments_prefer_bf16_only_where_the_cpu_has_it(monkeypatch):
         monkeypatch.setattr(resolvers, "cpu_has_bf16", lambda *a, has=has: has)
         for experiment in ("cpu_cifar10_paper_a", "resnet18_cifar10_augshift_cpu", "demo_cifar10_kcurve"):
             assert compose_train(f"experiment={experiment}").trainer.precision == expected
+
+
+def test_a_slurm_job_uses_its_cpus_not_every_core_of_the_node(monkeypatch):
+    """Without cgroups torch starts one thread per core of the node; in a job of c CPUs a run uses c threads
+    (SLURM_CPUS_PER_TASK), unless OMP_NUM_THREADS says otherwise; outside SLURM nothing changes."""
+    saved = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+        torch.set_num_threads(2)
+        assert speed.use_the_jobs_cpus() is None and torch.get_num_threads() == 2
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        assert speed.use_the_jobs_cpus() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's word wins
+        assert speed.use_the_jobs_cpus() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

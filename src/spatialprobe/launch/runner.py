@@ -251,10 +251,11 @@ def _train(cfg: DictConfig, run_dir: Path, resolved: dict, record: RunRecord, re
     from spatialprobe.run.loggers import build_loggers, dashboard_keys, finish_loggers
     from spatialprobe.run.measure import count_flops, count_params, feature_maps, receptive_field
     from spatialprobe.run.speed import apply as apply_speed_options
-    from spatialprobe.run.speed import is_global_zero
+    from spatialprobe.run.speed import is_global_zero, use_the_jobs_cpus
     from spatialprobe.run.streams import seed_global
 
     t0 = time.time()
+    use_the_jobs_cpus()  # a SLURM job's CPUs, not every core of its node
     task = tasks.get(cfg)
     dm = build_datamodule(cfg)  # reads (or decodes once and caches) the data; fails here if missing
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -9,6 +9,9 @@
   alternatives; fp16 autocast on the CPU falls back to bf16 with a one-line warning.
 * The values are checked by :mod:`spatialprobe.config.schema` (``COMPILE``, ``PRECISIONS``); the checks
   that need the device are :func:`check_devices`.
+* Threads: in a SLURM job, torch's CPU threads are the job's CPUs (``SLURM_CPUS_PER_TASK``) unless
+  ``OMP_NUM_THREADS`` says otherwise (:func:`use_the_jobs_cpus`): without cgroups torch would start one
+  thread per core of the node, and threads that outnumber their cores wait on each other.
 * DDP: ``trainer=ddp trainer.devices=N trainer.num_nodes=M`` (one process per device). Under
   SLURM, ``ntasks-per-node`` must equal ``trainer.devices``; this is checked against the job's
   environment and against Hydra's submitit launcher config when those are visible.
@@ -55,6 +58,16 @@ def _launcher_tasks_per_node() -> int | None:
     if launcher is None or "slurm" not in str(launcher.get("_target_", "")).lower():
         return None
     return launcher.get("tasks_per_node")
+
+
+def use_the_jobs_cpus() -> int | None:
+    """In a SLURM job without ``OMP_NUM_THREADS``: torch's intra-op threads = ``SLURM_CPUS_PER_TASK``; the count set
+    (None where nothing was changed)."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if "OMP_NUM_THREADS" in os.environ or not cpus.isdigit() or int(cpus) < 1:
+        return None
+    torch.set_num_threads(int(cpus))
+    return int(cpus)
 
 
 def check_devices(cfg: DictConfig) -> list[str]:
