@@ -68,10 +68,6 @@ def run(args) -> list[dict]:
 
 
 if __name__ == "__main__":
-    import argparse
+    from common import main
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--repeats", type=int, default=3)
-    for row in run(p.parse_args()):
-        print(row)
+    main(run)

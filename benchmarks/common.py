@@ -63,3 +63,14 @@ def rate(n: int, fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return n / (time.perf_counter() - t0)
+
+
+def main(run: Callable) -> None:
+    """A benchmark module as a script: ``python benchmarks/bench_x.py [--quick] [--repeats N]`` prints its rows."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--repeats", type=int, default=3)
+    for row in run(p.parse_args()):
+        print(row)

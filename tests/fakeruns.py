@@ -181,3 +181,11 @@ def demo_sweep(root: Path, name: str = "demo_cifar10_kcurve") -> Path:
         write_json_atomic(run_dir / "result.json", rec)
         write_metrics(run_dir, 12, acc, rng)
     return sweep
+
+
+def site_sweeps(root: Path) -> Path:
+    """The sweeps the site tests build on: paper A's CPU-scale evidence and a 3-seed demo with figures."""
+    sweeps = root / "sweeps"
+    evidence_sweep(sweeps)
+    synthetic_sweep(sweeps, "demo_cifar10_kcurve", seeds=(0, 1, 2), figures=True)
+    return sweeps

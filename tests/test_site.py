@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from conftest import cli
-from fakeruns import evidence_rows, evidence_sweep, synthetic_sweep
+from fakeruns import evidence_rows, site_sweeps, synthetic_sweep
 from spatialprobe.report import papers
 from spatialprobe.report.site import build_site, json_script, scale_reasons, slug, wandb_url
 from spatialprobe.run.records import write_json_atomic
@@ -64,9 +64,7 @@ def pages(site: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
-    sweeps = root / "sweeps"
-    evidence_sweep(sweeps)
-    synthetic_sweep(sweeps, "demo_cifar10_kcurve", seeds=(0, 1, 2), figures=True)
+    sweeps = site_sweeps(root)
     out = root / "site"
     build_site([sweeps], out, now="2026-12-24 12:00")
     return out

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 import browser
-from fakeruns import evidence_rows, evidence_sweep, synthetic_sweep
+from fakeruns import evidence_rows, site_sweeps
 from test_site import XSS, fake_run
 
 REASON = browser.find()
@@ -32,9 +32,7 @@ def site(tmp_path_factory) -> Path:
     from spatialprobe.report.site import build_site
 
     root = tmp_path_factory.mktemp("runs")
-    sweeps = root / "sweeps"
-    evidence_sweep(sweeps)
-    synthetic_sweep(sweeps, "demo_cifar10_kcurve", seeds=(0, 1, 2), figures=True)
+    sweeps = site_sweeps(root)
     fake_run(sweeps / "xss" / "k=0", name=XSS, reason='<img src=x onerror="window.__pwned=2">',
              config={"experiment_name": XSS, "name": XSS})
     fake_run(sweeps / "xss" / "k=1", name="shuffled", k=1, method="spatial_shuffle", test_top1=40.0,

@@ -83,20 +83,27 @@ print("trained")
     assert p.returncode == 0 and p.stdout.strip() == "trained", (p.returncode, p.stderr[-2000:])
 
 
+def eager_compile(monkeypatch) -> list:
+    """torch.compile for real, with TorchDynamo's ``eager`` backend instead of inductor's minute of C++; the
+    modes it was asked for are listed in the list returned."""
+    real_compile = torch.nn.Module.compile
+    modes = []
+
+    def compile_eagerly(self, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return real_compile(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile_eagerly)
+    return modes
+
+
 def test_compile_is_in_place_and_keeps_parameter_names(monkeypatch):
     """speed.apply really compiles the module it is given (TorchDynamo traces it on the next call; the eager
     backend, not inductor's minute of C++), with the configured mode, in place: same object, same
     parameter names, same outputs; and compiles nothing without model.compile."""
     import torch._dynamo
 
-    real_compile = torch.nn.Module.compile
-    modes = []
-
-    def eager_compile(self, *args, mode=None, **kwargs):
-        modes.append(mode)
-        return real_compile(self, backend="eager")
-
-    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    modes = eager_compile(monkeypatch)
     x = torch.randn(2, 3, 32, 32)
     plain = tiny_model()
     speed.apply(plain, compose_train())
@@ -132,14 +139,7 @@ def test_compiled_training_run_writes_checkpoints_the_plain_network_loads(fake_c
 
     import torch._dynamo
 
-    real_compile = torch.nn.Module.compile
-    modes = []
-
-    def eager_compile(self, *args, mode=None, **kwargs):
-        modes.append(mode)
-        return real_compile(self, backend="eager")
-
-    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    modes = eager_compile(monkeypatch)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     run_dir = tmp_path / "run"
