@@ -45,6 +45,33 @@ def test_checksums_catch_modified_batches(fake_cifar10):
         load_splits(ds_cfg(fake_cifar10, verify=True), None)
 
 
+def test_checksums_accept_the_published_files_and_catch_one_changed_byte(tmp_path, monkeypatch):
+    """dataset.verify=true against md5s as torchvision publishes them: here the md5s of this test's own batches
+    (the real CIFAR-10 cannot be downloaded in the test), so correct files load and one changed byte fails."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from torchvision import datasets
+
+    root = make_cifar_batches(tmp_path / "c", per_batch=8, test=8)
+    folder = root / "cifar-10-batches-py"
+    md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in folder.iterdir()}
+    real = datasets.CIFAR10
+    published = SimpleNamespace(base_folder=real.base_folder, url=real.url, filename=real.filename,
+                                tgz_md5=real.tgz_md5, train_list=[[n, md5[n]] for n, _ in real.train_list],
+                                test_list=[[n, md5[n]] for n, _ in real.test_list],
+                                meta={**real.meta, "md5": md5[real.meta["filename"]]})
+    monkeypatch.setattr(sources, "_cifar_meta", lambda name: published)
+    splits = load_splits(ds_cfg(root, verify=True), None)
+    assert len(splits.y["train"]) == 40 and len(splits.y["test"]) == 8
+    batch = folder / "data_batch_2"
+    data = bytearray(batch.read_bytes())
+    data[-1] ^= 1
+    batch.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"data_batch_2: checksum mismatch \(expected the published md5 {md5['data_batch_2']}\)"):
+        load_splits(ds_cfg(root, verify=True), None)
+
+
 def test_truncated_batch_is_named(tmp_path):
     root = make_cifar_batches(tmp_path / "c", per_batch=8, test=8)
     f = root / "cifar-10-batches-py" / "data_batch_3"
