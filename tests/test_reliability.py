@@ -159,13 +159,18 @@ def test_sigkill_in_validation_at_an_epoch_boundary_or_in_the_final_test_then_re
 
 def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted, tmp_path):
     args, env, reference = uninterrupted
-    run_dir = tmp_path / "run"
-    p = start(args, env, tmp_path, run_dir)
-    deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "last.ckpt").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    p.send_signal(signal.SIGTERM)  # right after the first periodic checkpoint (step 3 of 30)
-    _, err = p.communicate(timeout=120)
+    for attempt in range(3):
+        run_dir = tmp_path / f"run{attempt}"
+        p = start(args, env, tmp_path, run_dir)
+        deadline = time.time() + 300
+        while not (run_dir / "checkpoints" / "last.ckpt").exists() and p.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)  # right after the first periodic checkpoint (step 3 of 30)
+        _, err = p.communicate(timeout=120)
+        if p.returncode != 0:
+            break
+        # exit 0, a complete run: the 30 steps ended before this process saw the checkpoint and signalled (a
+        # starved test process on a loaded machine); the signal never reached training, so try once more
     assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
     rec = record(run_dir)
     assert rec["status"] == "failed" and "SIGTERM" in rec["reason"] and "resume" in rec["reason"]
