@@ -6,6 +6,8 @@ import importlib.util
 import re
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -16,6 +18,7 @@ def load_runner():
     return runner
 
 
+@pytest.mark.slow  # about a minute of real measurements: CI runs it with make test-slow
 def test_make_bench_quick_runs_every_benchmark_module(tmp_path, monkeypatch, capsys):
     make = (REPO / "Makefile").read_text()
     assert re.search(r"^bench:.*\n\t\$\(PY\) benchmarks/run.py \$\(ARGS\)$", make, re.M)  # what `make bench` runs
