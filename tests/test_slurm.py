@@ -163,6 +163,7 @@ def sweep_jobs(tmp_path) -> list[str]:
     return sorted(p.name for p in tmp_path.rglob(".submitit/*") if p.is_dir())
 
 
+@pytest.mark.slow  # half a minute of queue waits: CI runs it with make test-slow
 def test_submit_and_return_then_the_same_command_reports_the_state(fake_cifar10, env, tmp_path):
     """hydra.launcher.wait=false: the command submits the array and the collect + figures job (afterany on the
     array) and returns while the array runs; the same command again lists the runs' states and submits nothing;
@@ -205,6 +206,7 @@ def test_submit_and_return_then_the_same_command_reports_the_state(fake_cifar10,
     print(f"submit and return: {took:.1f} s")
 
 
+@pytest.mark.slow  # half a minute of queue waits: CI runs it with make test-slow
 def test_a_sweeps_script_with_wait_0_submits_its_sweeps_and_the_rest_of_the_script(fake_cifar10, env, tmp_path):
     """sweeps/lib.sh with LAUNCHER=slurm WAIT=0: every sweep as an array, the rest of the script (here: figures)
     as one SLURM job after them; the script returns at once. A script of the same shape as sweeps/*.sh."""
