@@ -233,6 +233,7 @@ def test_subset_val_split_and_augment_switch(fake_cifar10):
     assert torch.allclose(total, expected, atol=1e-3)
 
 
+@pytest.mark.slow  # decodes the 60,000 real JPEGs: CI runs it with make test-slow
 @needs_shared_cifar()
 def test_real_cifar10_archive(tmp_path):
     s = load_splits(ds_cfg(CIFAR10_JPG), tmp_path / "cache")

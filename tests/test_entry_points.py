@@ -93,6 +93,7 @@ def test_evaluate_trained_with_tested_without_is_deterministic(trained, tmp_path
     rec = last_json(p.stdout)
     assert rec["stochastic"] is False and rec["passes"] == 1 and rec["top1_std"] == 0.0
     assert "eval-trained-off-k0" in rec["path"]
+    assert "(spatial_shuffle k=2) evaluated without its method: top1 " in p.stdout  # not "as trained"
 
 
 @pytest.mark.parametrize(

@@ -186,7 +186,7 @@ def test_sigterm_saves_and_stops_with_a_failed_record_then_resumes(uninterrupted
     assert_same_result(run_dir, reference)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR2, marks=pytest.mark.slow)])  # (time budget)
 def test_a_hung_step_still_stops_after_the_signal_deadline(fake_cifar10, tmp_path, env, sig):
     """Training step 5 never returns (debug.hang_at_step=4): after the signal, no batch boundary comes,
     and 3 s later the watchdog writes the failed record, saying why, and ends the process."""

@@ -127,6 +127,7 @@ def test_every_checkpoint_a_run_writes_loads_weights_only(overrides, fake_cifar1
         assert isinstance(ckpt["spatialprobe_config"], dict)  # the run's config as plain containers
 
 
+@pytest.mark.slow  # a detector trained twice: CI runs it with make test-slow
 def test_detection_checkpoints_load_weights_only(tmp_path, monkeypatch, fake_cifar10):
     from spatialprobe.train import run
 

@@ -210,6 +210,7 @@ def read(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
 
 
+@pytest.mark.slow  # half a minute of real local-launcher jobs: CI runs it with make test-slow
 def test_sweep_is_idempotent_and_redoes_failed_runs(fake_cifar10, env, tmp_path):
     """A real tiny K-sweep: its first job through the local submitit launcher (a subprocess), the
     sweep then in this process with W&B offline: complete runs are skipped whatever the launcher or

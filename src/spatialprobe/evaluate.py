@@ -150,7 +150,8 @@ def evaluate(cfg: DictConfig) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     with reported():
         rec = evaluate(cfg)
-    what = rec["test_time_method"]["method"] if rec["test_time_method"] else "as trained"
+    what = (rec["test_time_method"]["method"] if rec["test_time_method"] else
+            "as trained" if rec["keep_method"] or rec["trained"]["method"] == "none" else "without its method")
     key = rec["headline"]
     print(f"{rec['trained']['model']} ({rec['trained']['method']} k={rec['trained']['k']}) evaluated {what}: "
           f"{key} {rec[key + '_mean']:.2f} +- {rec[key + '_std']:.2f} over {rec['passes']} pass(es) "
