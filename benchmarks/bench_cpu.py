@@ -68,6 +68,7 @@ class Variant:
         """One training step; its CPU time (s)."""
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
+        onednn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = self.onednn  # (its flags() context also sets TF32 and warns about it)
         t0 = time.process_time()
         try:
@@ -77,7 +78,7 @@ class Variant:
             loss.backward()
             self.opt.step()
         finally:
-            torch.backends.mkldnn.enabled = True
+            torch.backends.mkldnn.enabled = onednn
         return time.process_time() - t0
 
 
